@@ -1,0 +1,15 @@
+"""Primitive blocks: the vocabulary specs are written in. Importing this package registers them."""
+
+from blocks import (  # noqa: F401  (imported for their @register side effects)
+    activation,
+    attention,
+    conv,
+    linear,
+    merge,
+    norm,
+    parameter,
+    pool,
+    regularize,
+    tensor_ops,
+)
+from blocks.registry import REGISTRY, all_blocks, lookup, register  # noqa: F401

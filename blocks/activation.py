@@ -1,0 +1,76 @@
+"""Element-wise activations. All keep the shape: [B, *] -> [B, *]."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from blocks.registry import register
+
+_EXAMPLE = {"args": {}, "inputs": [[2, 3, 4]]}
+
+
+@register("relu", example=_EXAMPLE)
+class ReLU(nn.ReLU):
+    """Rectified linear unit (Nair & Hinton, 2010). [B, *] -> [B, *]."""
+
+    def __init__(self, inplace: bool = False):
+        super().__init__(inplace)
+
+
+@register("leaky_relu", example=_EXAMPLE)
+class LeakyReLU(nn.LeakyReLU):
+    """Leaky ReLU (Maas et al., 2013) with negative `slope`. [B, *] -> [B, *]."""
+
+    def __init__(self, slope: float = 0.01, inplace: bool = False):
+        super().__init__(slope, inplace)
+
+
+@register("gelu", example=_EXAMPLE)
+class GELU(nn.GELU):
+    """Gaussian error linear unit (Hendrycks & Gimpel, 2016). [B, *] -> [B, *].
+
+    `approximate: tanh` selects the tanh approximation.
+    """
+
+    def __init__(self, approximate: str = "none"):
+        super().__init__(approximate)
+
+
+@register("silu", example=_EXAMPLE)
+class SiLU(nn.SiLU):
+    """Sigmoid-weighted linear unit, a.k.a. swish (Elfwing et al., 2017). [B, *] -> [B, *]."""
+
+    def __init__(self, inplace: bool = False):
+        super().__init__(inplace)
+
+
+@register("sigmoid", example=_EXAMPLE)
+class Sigmoid(nn.Sigmoid):
+    """Logistic sigmoid. [B, *] -> [B, *]."""
+
+    def __init__(self):
+        super().__init__()
+
+
+@register("tanh", example=_EXAMPLE)
+class Tanh(nn.Tanh):
+    """Hyperbolic tangent. [B, *] -> [B, *]."""
+
+    def __init__(self):
+        super().__init__()
+
+
+@register("softmax", example=_EXAMPLE)
+class Softmax(nn.Softmax):
+    """Softmax along `dim`. [B, *] -> [B, *]."""
+
+    def __init__(self, dim: int = -1):
+        super().__init__(dim)
+
+
+@register("identity", example=_EXAMPLE)
+class Identity(nn.Identity):
+    """Passes its input through unchanged. [B, *] -> [B, *]."""
+
+    def __init__(self):
+        super().__init__()

@@ -1,0 +1,52 @@
+"""Pooling. Spatial pools keep channels: [B, C, H, W] -> [B, C, H', W']."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from blocks.registry import register
+
+_EXAMPLE = {"args": {"k": 2, "stride": 2}, "inputs": [[2, 3, 8, 8]]}
+
+
+def _pair(value):
+    return tuple(value) if isinstance(value, list) else value
+
+
+@register("maxpool", layout=True, example=_EXAMPLE)
+class MaxPool(nn.MaxPool2d):
+    """Max pooling over k x k windows. [B, C, H, W] -> [B, C, H', W'].
+
+    `stride` defaults to `k`; `ceil: true` rounds H' up, as GoogLeNet and SqueezeNet need.
+    """
+
+    def __init__(self, k: int | list[int], stride: int | list[int] | None = None,
+                 pad: int | list[int] = 0, dilation: int = 1, ceil: bool = False):
+        super().__init__(_pair(k), _pair(stride), _pair(pad), dilation, ceil_mode=ceil)
+
+
+@register("avgpool", layout=True, example=_EXAMPLE)
+class AvgPool(nn.AvgPool2d):
+    """Average pooling over k x k windows. [B, C, H, W] -> [B, C, H', W']."""
+
+    def __init__(self, k: int | list[int], stride: int | list[int] | None = None,
+                 pad: int | list[int] = 0, ceil: bool = False, count_include_pad: bool = True):
+        super().__init__(_pair(k), _pair(stride), _pair(pad), ceil, count_include_pad)
+
+
+@register("adaptive_avgpool", layout=True,
+          example={"args": {"size": 1}, "inputs": [[2, 3, 7, 7]]})
+class AdaptiveAvgPool(nn.AdaptiveAvgPool2d):
+    """Average pooling to a fixed output size. [B, C, H, W] -> [B, C, size, size]."""
+
+    def __init__(self, size: int | list[int]):
+        super().__init__(_pair(size))
+
+
+@register("adaptive_maxpool", layout=True,
+          example={"args": {"size": [2, 3]}, "inputs": [[2, 3, 7, 7]]})
+class AdaptiveMaxPool(nn.AdaptiveMaxPool2d):
+    """Max pooling to a fixed output size. [B, C, H, W] -> [B, C, size, size]."""
+
+    def __init__(self, size: int | list[int]):
+        super().__init__(_pair(size))

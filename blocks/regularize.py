@@ -1,0 +1,34 @@
+"""Regularisers that act only in training mode."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+from torchvision.ops import stochastic_depth
+
+from blocks.registry import register
+
+
+@register("dropout", example={"args": {"p": 0.5}, "inputs": [[2, 3, 4]]})
+class Dropout(nn.Dropout):
+    """Dropout (Srivastava et al., 2014): zero elements with probability p. [B, *] -> [B, *]."""
+
+    def __init__(self, p: float = 0.5, inplace: bool = False):
+        super().__init__(p, inplace)
+
+
+@register("stochastic_depth", example={"args": {"p": 0.1}, "inputs": [[2, 3, 4, 4]]})
+class StochasticDepth(nn.Module):
+    """Stochastic depth / drop path (Huang et al., 2016): drop whole residual branches.
+
+    [B, *] -> [B, *]; `mode: row` drops per sample, `batch` drops the whole batch.
+    """
+
+    def __init__(self, p: float = 0.0, mode: str = "row"):
+        super().__init__()
+        self.p, self.mode = p, mode
+
+    def forward(self, x: Tensor) -> Tensor:
+        return stochastic_depth(x, self.p, self.mode, self.training)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, mode={self.mode}"

@@ -1,0 +1,64 @@
+"""Shape manipulation: flatten, reshape, permute, token selection."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from blocks.registry import register
+
+
+@register("flatten", layout=False,
+          example={"args": {}, "inputs": [[2, 3, 4, 4]]})
+class Flatten(nn.Flatten):
+    """Flatten dims start..end into one. [B, C, H, W] -> [B, C*H*W] with the defaults."""
+
+    def __init__(self, start: int = 1, end: int = -1):
+        super().__init__(start, end)
+
+
+@register("reshape", layout=False,
+          example={"args": {"shape": [-1, 4]}, "inputs": [[2, 3, 8]]})
+class Reshape(nn.Module):
+    """Reshape every sample, keeping the batch dim. [B, *] -> [B, *shape] (one -1 allowed)."""
+
+    def __init__(self, shape: list[int]):
+        super().__init__()
+        self.shape = tuple(shape)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.reshape(x.shape[0], *self.shape)
+
+    def extra_repr(self) -> str:
+        return f"shape={self.shape}"
+
+
+@register("permute", layout=False,
+          example={"args": {"dims": [0, 2, 3, 1]}, "inputs": [[2, 3, 4, 5]]})
+class Permute(nn.Module):
+    """Reorder dimensions. [B, C, H, W] -> [B, H, W, C] with `dims: [0, 2, 3, 1]`."""
+
+    def __init__(self, dims: list[int]):
+        super().__init__()
+        self.dims = tuple(dims)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.permute(self.dims)
+
+    def extra_repr(self) -> str:
+        return f"dims={self.dims}"
+
+
+@register("select", layout=False,
+          example={"args": {"index": 0}, "inputs": [[2, 5, 8]]})
+class Select(nn.Module):
+    """Pick one position along `dim`, e.g. ViT's class token. [B, T, D] -> [B, D]."""
+
+    def __init__(self, index: int = 0, dim: int = 1):
+        super().__init__()
+        self.index, self.dim = index, dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.select(self.dim, self.index)
+
+    def extra_repr(self) -> str:
+        return f"index={self.index}, dim={self.dim}"

@@ -1,0 +1,137 @@
+"""The data passed between pipeline stages: source locations, diagnostics, and the resolved graph.
+
+load -> resolve -> validate -> shapes -> build all read and write these types and nothing else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Loc:
+    """A place in a YAML file (1-based line and column)."""
+
+    file: str
+    line: int = 0
+    col: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}" if self.line else self.file
+
+
+@dataclass
+class Diagnostic:
+    """One error: where, which node, what was expected and found, and what to write instead."""
+
+    message: str
+    loc: Loc | None = None
+    path: str = ""
+    hint: str = ""
+    severity: str = "error"
+
+
+class SpecError(Exception):
+    """All the errors found in a spec; the CLI prints them with source excerpts."""
+
+    def __init__(self, diagnostics: list[Diagnostic]):
+        self.diagnostics = diagnostics
+        super().__init__("\n".join(_one_line(d) for d in diagnostics))
+
+
+def _one_line(d: Diagnostic) -> str:
+    where = f"{d.loc}: " if d.loc else ""
+    node = f" [{d.path}]" if d.path else ""
+    hint = f" (hint: {d.hint})" if d.hint else ""
+    return f"{where}{d.severity}:{node} {d.message}{hint}"
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A reference to a value: a node or graph input, optionally one named output of it."""
+
+    node: str
+    output: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.node}.{self.output}" if self.output else self.node
+
+
+@dataclass
+class Deferred:
+    """An expression that needs the upstream shape (`input.channels`); evaluated by the shape stage."""
+
+    source: str
+    scope: dict[str, Any]
+    loc: Loc | None = None
+
+    def __repr__(self) -> str:
+        return f"${{{self.source}}}"
+
+
+@dataclass
+class Node:
+    """One node of a resolved graph.
+
+    kind: 'prim' (a registered block), 'graph' (a block defined in a spec, or an inline
+    `graph:`/`seq:`/`repeat`, whose nodes are in `body`), 'param' (a learned tensor
+    registered on the enclosing module).
+    """
+
+    name: str
+    op: str
+    kind: str
+    inputs: list[Ref]
+    args: dict[str, Any] = field(default_factory=dict)
+    loc: Loc | None = None
+    path: str = ""
+    body: Graph | None = None
+    when: Any = True
+    share: str | None = None
+    init: dict[str, Any] = field(default_factory=dict)
+    arg_locs: dict[str, Loc] = field(default_factory=dict)
+
+
+@dataclass
+class Graph:
+    """An ordered DAG of nodes with named inputs and outputs (a network or a block instance)."""
+
+    name: str
+    inputs: dict[str, Any]  # name -> declared shape (top level) or None (block)
+    nodes: list[Node]
+    outputs: dict[str, Ref]
+    loc: Loc | None = None
+
+    def node(self, name: str) -> Node | None:
+        return next((n for n in self.nodes if n.name == name), None)
+
+
+@dataclass
+class Spec:
+    """A resolved spec: one or several networks, plus what the later stages need to know."""
+
+    name: str
+    file: str
+    networks: dict[str, Graph]
+    params: dict[str, Any]
+    init: dict[str, Any] = field(default_factory=dict)
+    rename: dict[str, str] = field(default_factory=dict)
+    doc: Any = None  # the merged document, kept for schema validation and `engine resolve`
+    multi: bool = False  # declared with `networks:` (build returns a ModuleDict)
+
+
+@dataclass
+class TensorInfo:
+    """A statically known tensor: its shape, and whether it is a channels-first feature map."""
+
+    shape: tuple[int, ...]
+    channels_first: bool = False
+
+    @property
+    def channels(self) -> int:
+        return self.shape[1]
+
+    @property
+    def rank(self) -> int:
+        return len(self.shape)

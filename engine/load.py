@@ -1,0 +1,145 @@
+"""Stage 1, load: read YAML safely, keeping the line and column of every key and value.
+
+Mappings become `LocDict`s and sequences `LocList`s; both remember where each entry came
+from so every later error can point at the source. Two tags exist for `extends`:
+`!delete` removes an inherited entry and `!replace {...}` replaces it instead of merging.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from engine.ir import Diagnostic, Loc, SpecError
+
+
+class LocDict(dict):
+    """A dict that knows where it and each of its keys and values were written."""
+
+    loc: Loc
+    replace: bool = False
+
+    def __init__(self, *args, loc: Loc | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.loc = loc or Loc("<memory>")
+        self.key_locs: dict[Any, Loc] = {}
+        self.value_locs: dict[Any, Loc] = {}
+
+    def key_loc(self, key: Any) -> Loc:
+        return self.key_locs.get(key, self.loc)
+
+    def value_loc(self, key: Any) -> Loc:
+        return self.value_locs.get(key, self.key_loc(key))
+
+
+class LocList(list):
+    """A list that knows where it and each of its items were written."""
+
+    def __init__(self, *args, loc: Loc | None = None):
+        super().__init__(*args)
+        self.loc = loc or Loc("<memory>")
+        self.item_locs: list[Loc] = []
+
+    def item_loc(self, i: int) -> Loc:
+        return self.item_locs[i] if i < len(self.item_locs) else self.loc
+
+
+class _Delete:
+    """The value of a `!delete` entry: removes the inherited node or key."""
+
+    def __repr__(self) -> str:
+        return "!delete"
+
+
+DELETE = _Delete()
+
+
+def _loc(file: str, node: yaml.Node) -> Loc:
+    return Loc(file, node.start_mark.line + 1, node.start_mark.column + 1)
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that builds LocDict/LocList and records duplicate keys instead of dropping them."""
+
+    def __init__(self, stream, file: str):
+        super().__init__(stream)
+        self.file = file
+        self.problems: list[Diagnostic] = []
+
+    def construct_mapping(self, node, deep=False):
+        out = LocDict(loc=_loc(self.file, node))
+        for key_node, value_node in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in out:
+                self.problems.append(Diagnostic(
+                    f"duplicate key '{key}' (the first is at line {out.key_loc(key).line})",
+                    _loc(self.file, key_node), hint="YAML keeps only one; rename or merge them"))
+            out[key] = self.construct_object(value_node, deep=True)
+            out.key_locs[key] = _loc(self.file, key_node)
+            out.value_locs[key] = _loc(self.file, value_node)
+        return out
+
+    def construct_sequence(self, node, deep=False):
+        out = LocList(loc=_loc(self.file, node))
+        for child in node.value:
+            out.append(self.construct_object(child, deep=True))
+            out.item_locs.append(_loc(self.file, child))
+        return out
+
+
+def _construct_replace(loader: _Loader, node: yaml.Node):
+    value = loader.construct_mapping(node)
+    value.replace = True
+    return value
+
+
+_Loader.add_constructor("tag:yaml.org,2002:map", lambda ld, n: ld.construct_mapping(n))
+_Loader.add_constructor("tag:yaml.org,2002:seq", lambda ld, n: ld.construct_sequence(n))
+_Loader.add_constructor("!delete", lambda ld, n: DELETE)
+_Loader.add_constructor("!replace", _construct_replace)
+
+
+def load_text(text: str, file: str) -> Any:
+    """Parse YAML text; raise SpecError with the position of a syntax error or duplicate keys."""
+    loader = _Loader(text, file)
+    try:
+        data = loader.get_single_data()
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        loc = Loc(file, mark.line + 1, mark.column + 1) if mark else Loc(file)
+        raise SpecError([Diagnostic(f"invalid YAML: {err.problem or err}", loc,
+                                    hint=_yaml_hint(err))]) from None
+    except yaml.YAMLError as err:
+        raise SpecError([Diagnostic(f"invalid YAML: {err}", Loc(file))]) from None
+    finally:
+        loader.dispose()
+    if loader.problems:
+        raise SpecError(loader.problems)
+    return data
+
+
+def _yaml_hint(err: yaml.MarkedYAMLError) -> str:
+    problem = str(err.problem or "")
+    if "tab" in problem:
+        return "indent with spaces, not tabs"
+    if "mapping values" in problem:
+        return "quote values that contain ': ' or start a nested mapping on its own line"
+    if "expected" in problem and "end" in problem:
+        return "check for an unclosed bracket or brace"
+    return "check the indentation and brackets around this position"
+
+
+def load_file(path: str | Path) -> Any:
+    """Read and parse one YAML file, with a clear error when it does not exist."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError([Diagnostic(f"no such file: {path}", Loc(str(path)),
+                                    hint="give a path to a .yaml spec or a bundled spec name; "
+                                         "`engine list` shows the bundled ones")]) from None
+    except (IsADirectoryError, UnicodeDecodeError) as err:
+        raise SpecError([Diagnostic(f"cannot read {path}: {err}", Loc(str(path)))]) from None
+    return load_text(text, str(path))

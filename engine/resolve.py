@@ -1,0 +1,332 @@
+"""Stage 2b, resolve: turn the merged document into networks of nodes (the IR).
+
+Params are bound and typed, `${...}` expressions evaluated (those that read `input` are kept as
+`Deferred` for the shape stage), spec-defined blocks instantiated, `repeat`/`seq`/`each`
+expanded into numbered children, and `when: false` nodes turned into pass-throughs.
+Errors are collected per node; resolution carries on so that one run reports them all.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from blocks.registry import lookup, suggest
+from engine.expr import ExprError, NeedsShape, evaluate_value, is_expression, source_of
+from engine.ir import Deferred, Diagnostic, Graph, Loc, Node, Ref, Spec
+from engine.load import LocDict, LocList
+
+NODE_KEYS = {"op", "in", "repeat", "names", "args", "first", "last", "when", "seq", "graph",
+             "share", "init", "outputs", "each", "as"}
+TYPES = {"int": int, "float": (int, float), "bool": bool, "str": str, "list": list}
+DEFAULT_INPUT = "input"
+
+
+def resolve(doc: LocDict, file: str) -> tuple[Spec, list[Diagnostic]]:
+    """Resolve a merged spec document; returns the spec and every error found."""
+    r = _Resolver(doc, file)
+    spec = r.spec()
+    return spec, r.errors
+
+
+class _Resolver:
+    def __init__(self, doc: LocDict, file: str):
+        self.doc, self.file = doc, file
+        self.errors: list[Diagnostic] = []
+        blocks = doc.get("blocks")
+        self.blocks: dict[str, Any] = blocks if isinstance(blocks, dict) else {}
+
+    def error(self, message: str, loc: Loc | None, path: str = "", hint: str = "") -> None:
+        self.errors.append(Diagnostic(message, loc, path, hint))
+
+    # ---- the document -------------------------------------------------------------------
+    def spec(self) -> Spec:
+        doc = self.doc
+        scope = self.bind_params(doc.get("params") or {}, {}, {}, doc.value_loc("params"), "")
+        nets = doc.get("networks")
+        if isinstance(nets, dict):
+            networks = {name: self.network(name, d, scope, name) for name, d in nets.items()
+                        if isinstance(d, dict)}
+        else:
+            networks = {str(doc.get("name", "model")): self.network("model", doc, scope, "")}
+        return Spec(name=str(doc.get("name", "model")), file=self.file, networks=networks,
+                    params={k: v for k, v in scope.items() if not k.startswith("_")},
+                    init=doc.get("init") or {}, rename=doc.get("rename") or {}, doc=doc,
+                    multi=isinstance(nets, dict))
+
+    def network(self, name: str, defn: LocDict, scope: dict, path: str) -> Graph:
+        inputs = {k: self.shape(v, scope, defn.get("inputs").value_loc(k), path)
+                  for k, v in (defn.get("inputs") or {}).items()}
+        graph = defn.get("graph")
+        if not isinstance(graph, dict):
+            self.error("a network needs a `graph:` mapping of nodes", defn.loc, path,
+                       "write graph: {conv1: {op: conv, out: 64, k: 3}, ...}")
+            graph = {}
+        first = next(iter(inputs), DEFAULT_INPUT)
+        nodes = self.nodes(graph, scope, path, first)
+        outputs = self.outputs(defn, nodes, first, path)
+        return Graph(name, inputs, nodes, outputs, defn.loc)
+
+    def shape(self, dims: Any, scope: dict, loc: Loc, path: str) -> list:
+        if not isinstance(dims, list):
+            self.error(f"an input shape must be a list of sizes, got {dims!r}", loc, path,
+                       "write image: [B, 3, 224, 224]")
+            return []
+        out = []
+        for d in dims:
+            if isinstance(d, str) and not is_expression(d):
+                out.append(d)  # a symbolic size such as B or T, bound by `dims:` later
+            else:
+                out.append(self.value(d, scope, loc, path))
+        return out
+
+    def outputs(self, defn: LocDict, nodes: list[Node], first: str, path: str) -> dict[str, Ref]:
+        declared = defn.get("outputs")
+        if declared is None:
+            return {"out": Ref(nodes[-1].name if nodes else first)}
+        if isinstance(declared, str):
+            return {"out": parse_ref(declared)}
+        if not isinstance(declared, dict):
+            self.error("`outputs:` must map output names to nodes", defn.value_loc("outputs"),
+                       path, "write outputs: {logits: fc}")
+            return {}
+        return {k: parse_ref(str(v)) for k, v in declared.items()}
+
+    # ---- params and values ----------------------------------------------------------------
+    def bind_params(self, decls: Any, args: dict, outer: dict, loc: Loc, path: str,
+                    arg_locs: dict | None = None) -> dict:
+        """Bind declared params (`name: type` required, `name: default`) to call arguments."""
+        scope = dict(outer)
+        if not isinstance(decls, dict):
+            self.error("`params:` must be a mapping of name: default", loc, path)
+            return scope
+        for name in args:
+            if name not in decls:
+                self.error(f"unknown argument '{name}'", (arg_locs or {}).get(name, loc), path,
+                           suggest(name, decls) or f"this block takes: {', '.join(decls) or 'none'}")
+        for name, decl in decls.items():
+            scope[name] = self.bind_one(name, decl, args, scope, decls, loc, path, arg_locs)
+        return scope
+
+    def bind_one(self, name, decl, args, scope, decls, loc, path, arg_locs) -> Any:
+        at = (arg_locs or {}).get(name, loc)
+        if name in args:
+            value = args[name]
+            expected = TYPES.get(decl) if isinstance(decl, str) else None
+            if expected and not isinstance(value, Deferred) and (
+                    not isinstance(value, expected) or (decl != "bool" and isinstance(value, bool))):
+                self.error(f"argument '{name}' must be {decl}, got {value!r}", at, path)
+            return value
+        if isinstance(decl, str) and decl in TYPES:
+            self.error(f"missing required argument '{name}' ({decl})", loc, path,
+                       f"add {name}: <{decl}> to the node's arguments")
+            return None
+        where = decls.value_loc(name) if isinstance(decls, LocDict) else loc
+        return self.value(decl, scope, where, path)
+
+    def value(self, raw: Any, scope: dict, loc: Loc, path: str, shape_ok: bool = False) -> Any:
+        """Evaluate expressions inside a YAML value; shape-dependent ones become Deferred."""
+        if isinstance(raw, dict):
+            return {k: self.value(v, scope, loc, path, shape_ok) for k, v in raw.items()}
+        if isinstance(raw, list):
+            return [self.value(v, scope, loc, path, shape_ok) for v in raw]
+        if not is_expression(raw):
+            return raw
+        try:
+            return evaluate_value(raw, {**scope, "input": NeedsShape})
+        except NeedsShape:
+            if shape_ok:
+                return Deferred(source_of(raw), dict(scope), loc)
+            self.error(f"'{raw}' reads the upstream shape, which is not known here", loc, path,
+                       "use `input.` only in a node's arguments or `when:`")
+        except ExprError as err:
+            self.error(str(err), loc, path, err.hint)
+        return None
+
+    # ---- nodes ------------------------------------------------------------------------------
+    def nodes(self, mapping: dict, scope: dict, path: str, first: str) -> list[Node]:
+        out, prev = [], first
+        for name, raw in mapping.items():
+            loc = mapping.key_loc(name) if isinstance(mapping, LocDict) else None
+            if not isinstance(name, str) or not name.replace("_", "a").isalnum():
+                self.error(f"node name {name!r} must be letters, digits and _", loc, path,
+                           "rename it, e.g. conv_1")
+                continue
+            node = self.node(name, raw, scope, path, [Ref(prev)], loc)
+            out.append(node)
+            prev = node.name
+        return out
+
+    def node(self, name: str, raw: Any, scope: dict, path: str, default_in: list[Ref],
+             loc: Loc | None) -> Node:
+        full = f"{path}.{name}" if path else name
+        if isinstance(raw, str):
+            raw = LocDict({"op": raw}, loc=loc)
+        if not isinstance(raw, LocDict):
+            self.error(f"node '{name}' must be a mapping such as {{op: relu}}", loc, full)
+            return Node(name, "?", "error", default_in, loc=loc, path=full)
+        loc = raw.loc
+        inputs = self.refs(raw.get("in"), raw, full) if "in" in raw else default_in
+        when = self.value(raw.get("when", True), scope, raw.value_loc("when"), full, True)
+        if "when" in raw and not isinstance(when, Deferred) and not when:
+            return Node(name, "pass", "pass", inputs, loc=loc, path=full)
+        node = self.body_node(name, raw, scope, full, inputs)
+        node.when, node.share, node.init = when, raw.get("share"), raw.get("init") or {}
+        return node
+
+    def refs(self, value: Any, raw: LocDict, path: str) -> list[Ref]:
+        items = value if isinstance(value, list) else [value]
+        if not items or not all(isinstance(v, str) for v in items):
+            self.error(f"`in:` must name nodes or inputs, got {value!r}", raw.value_loc("in"),
+                       path, "write in: conv1 or in: [bn3, downsample]")
+            return []
+        return [parse_ref(v) for v in items]
+
+    def body_node(self, name: str, raw: LocDict, scope: dict, path: str,
+                  inputs: list[Ref], extra: dict | None = None) -> Node:
+        if "repeat" in raw:
+            return self.repeat(name, raw, scope, path, inputs)
+        if "seq" in raw:
+            return self.seq(name, raw, scope, path, inputs)
+        if "graph" in raw:
+            return self.inline_graph(name, raw, scope, path, inputs)
+        return self.call(name, raw, scope, path, inputs, raw.get("op"), extra)
+
+    def call(self, name: str, raw: LocDict, scope: dict, path: str, inputs: list[Ref],
+             op: Any, extra: dict | None = None) -> Node:
+        args = self.args(raw, scope, path, extra)
+        arg_locs = {k: raw.value_loc(k) for k in raw if k not in NODE_KEYS}
+        arg_locs.update({k: raw["args"].value_loc(k) for k in raw.get("args") or {}
+                         if isinstance(raw.get("args"), LocDict)})
+        if not isinstance(op, str):
+            self.error("node has no `op:`", raw.loc, path,
+                       "add op: <block name> (see `engine blocks`), or seq:/graph:/repeat:")
+            return Node(name, "?", "error", inputs, loc=raw.loc, path=path)
+        if op in self.blocks:
+            return self.instantiate(name, op, args, scope, path, inputs, raw.loc, arg_locs)
+        info = lookup(op)
+        kind = info.kind if info else "prim"
+        return Node(name, op, kind, inputs, args, raw.loc, path, arg_locs=arg_locs)
+
+    def args(self, raw: LocDict, scope: dict, path: str, extra: dict | None) -> dict:
+        merged = {k: v for k, v in raw.items() if k not in NODE_KEYS}
+        if isinstance(raw.get("args"), dict):
+            merged.update(raw["args"])
+        merged.update(extra or {})
+        return {k: self.value(v, scope, _arg_loc(raw, k), path, True) for k, v in merged.items()}
+
+    def instantiate(self, name, op, args, scope, path, inputs, loc, arg_locs) -> Node:
+        """A spec-defined block: bind its params, then resolve its nodes in the new scope."""
+        block = self.blocks[op]
+        if not isinstance(block, LocDict):
+            self.error(f"block '{op}' must be a mapping with params: and nodes:", loc, path)
+            return Node(name, op, "error", inputs, loc=loc, path=path)
+        if any(isinstance(v, Deferred) for v in args.values()):
+            self.error(f"arguments of block '{op}' cannot depend on the upstream shape", loc,
+                       path, "compute shape-dependent values inside the block's nodes instead")
+        globals_ = {k: v for k, v in scope.items() if k in (self.doc.get("params") or {})}
+        inner = self.bind_params(block.get("params") or {}, args, globals_,
+                                 block.value_loc("params") if "params" in block else loc,
+                                 path, arg_locs)
+        names = block.get("inputs") or [DEFAULT_INPUT]
+        names = names if isinstance(names, list) else [names]
+        nodes = self.nodes(block.get("nodes") or {}, inner, path, names[0])
+        body = Graph(op, {n: None for n in names}, nodes, self.outputs(block, nodes, names[0], path),
+                     block.loc)
+        return Node(name, op, "graph", inputs, args, loc, path, body=body, arg_locs=arg_locs)
+
+    def repeat(self, name: str, raw: LocDict, scope: dict, path: str, inputs: list[Ref]) -> Node:
+        count = self.value(raw["repeat"], scope, raw.value_loc("repeat"), path)
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            self.error(f"`repeat:` must be a count >= 0, got {count!r}", raw.value_loc("repeat"),
+                       path, "write repeat: 3 or repeat: ${depths[0]}")
+            count = 0
+        children, prev = [], DEFAULT_INPUT
+        extra_inputs = [f"{DEFAULT_INPUT}_{k}" for k in range(1, len(inputs))]
+        for i in range(count):
+            child_scope = {**scope, "i": i}
+            child_name = self.child_name(raw, child_scope, path, i)
+            extra = {**self.overrides(raw, "first", i == 0, child_scope, path),
+                     **self.overrides(raw, "last", i == count - 1, child_scope, path)}
+            sub = LocDict({k: v for k, v in raw.items() if k not in ("repeat", "names", "first",
+                                                                    "last", "in", "when", "share")},
+                          loc=raw.loc)
+            sub.key_locs, sub.value_locs = raw.key_locs, raw.value_locs
+            child_in = [Ref(prev)] + [Ref(n) for n in extra_inputs]
+            child = self.body_node(child_name, sub, child_scope, f"{path}.{child_name}", child_in,
+                                   extra)
+            children.append(child)
+            prev = child.name
+        body_inputs = {DEFAULT_INPUT: None, **{n: None for n in extra_inputs}}
+        body = Graph(str(raw.get("op", name)), body_inputs, children, {"out": Ref(prev)}, raw.loc)
+        return Node(name, str(raw.get("op", "seq")), "graph", inputs, {}, raw.loc, path, body=body)
+
+    def child_name(self, raw: LocDict, scope: dict, path: str, i: int) -> str:
+        if "names" not in raw:
+            return str(i)
+        value = self.value(raw["names"], scope, raw.value_loc("names"), path)
+        return str(value)
+
+    def overrides(self, raw: LocDict, key: str, active: bool, scope: dict, path: str) -> dict:
+        if not active or key not in raw:
+            return {}
+        if not isinstance(raw[key], dict):
+            self.error(f"`{key}:` must be a mapping of arguments", raw.value_loc(key), path,
+                       f"write {key}: {{stride: 2}}")
+            return {}
+        return dict(raw[key])
+
+    def seq(self, name: str, raw: LocDict, scope: dict, path: str, inputs: list[Ref]) -> Node:
+        items = raw["seq"]
+        if not isinstance(items, LocList):
+            self.error("`seq:` must be a list of nodes", raw.value_loc("seq"), path,
+                       "write seq: [{op: conv, out: 64}, {op: relu}]")
+            items = LocList()
+        children: list[Node] = []
+        for raw_item, item_scope in self.splice(items, scope, path):
+            child = self.node(str(len(children)), raw_item, item_scope, path,
+                              [Ref(children[-1].name if children else DEFAULT_INPUT)],
+                              getattr(raw_item, "loc", items.loc))
+            if child.kind != "pass":  # a seq item switched off is dropped, like in a Python list
+                children.append(child)
+        last = children[-1].name if children else DEFAULT_INPUT
+        body = Graph("seq", {DEFAULT_INPUT: None}, children, {"out": Ref(last)}, raw.loc)
+        return Node(name, "seq", "graph", inputs, {}, raw.loc, path, body=body)
+
+    def splice(self, items: LocList, scope: dict, path: str):
+        """Yield (item, scope) pairs, expanding `{each: list-or-count, as: v, seq: [...]}` inline."""
+        for k, item in enumerate(items):
+            if not (isinstance(item, LocDict) and "each" in item and "op" not in item):
+                yield item, scope
+                continue
+            values = self.value(item["each"], scope, item.value_loc("each"), path)
+            values = range(values) if isinstance(values, int) else values
+            if not isinstance(values, (list, range)) or not isinstance(item.get("seq"), LocList):
+                self.error("`each:` needs a list or a count, and a `seq:` list to repeat",
+                           items.item_loc(k), path, "write {each: $cfg, as: v, seq: [...]}")
+                continue
+            for index, value in enumerate(values):
+                inner = {**scope, str(item.get("as", "i")): value, "index": index}
+                yield from self.splice(item["seq"], inner, path)
+
+    def inline_graph(self, name: str, raw: LocDict, scope: dict, path: str,
+                     inputs: list[Ref]) -> Node:
+        graph = raw["graph"]
+        if not isinstance(graph, dict):
+            self.error("`graph:` must be a mapping of nodes", raw.value_loc("graph"), path)
+            graph = {}
+        nodes = self.nodes(graph, scope, path, DEFAULT_INPUT)
+        body = Graph(name, {DEFAULT_INPUT: None}, nodes,
+                     self.outputs(raw, nodes, DEFAULT_INPUT, path), raw.loc)
+        return Node(name, "graph", "graph", inputs, {}, raw.loc, path, body=body)
+
+
+def parse_ref(text: str) -> Ref:
+    node, _, output = text.partition(".")
+    return Ref(node, output or None)
+
+
+def _arg_loc(raw: LocDict, key: str) -> Loc:
+    args = raw.get("args")
+    if key not in raw and isinstance(args, LocDict) and key in args:
+        return args.value_loc(key)
+    return raw.value_loc(key)

@@ -1,0 +1,119 @@
+"""The JSON Schema of the spec language, generated from the block registry.
+
+`engine schema` prints it for editors (YAML language servers give completion and checks from
+it); the validate stage checks every merged spec against it. Any argument may also be written
+as an expression string (`$width`, `${width * 4}`).
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from typing import Any
+
+from blocks.registry import IN_SIZE, all_blocks
+
+EXPR = {"type": "string", "pattern": r"^\$"}
+NODE_KEYS = {
+    "op": {"type": "string", "description": "a registered block (`engine blocks`) or a block of this spec"},
+    "in": {"description": "input node(s): a name, `name.output`, or a list",
+           "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+    "repeat": {"description": "apply the op N times in a chain (numbered children)",
+               "anyOf": [{"type": "integer", "minimum": 0}, EXPR]},
+    "names": {"type": "string", "description": "child names of a repeat, e.g. layer_${i}"},
+    "args": {"type": "object", "description": "arguments (for repeats: evaluated per index i)"},
+    "first": {"type": "object", "description": "arguments overriding `args` for the first repeat"},
+    "last": {"type": "object", "description": "arguments overriding `args` for the last repeat"},
+    "when": {"description": "false: the node passes its input through (in seq: is dropped)",
+             "anyOf": [{"type": "boolean"}, EXPR]},
+    "seq": {"type": "array", "items": {"$ref": "#/$defs/seq_item"},
+            "description": "a chain of nodes named 0, 1, ... (like nn.Sequential)"},
+    "graph": {"$ref": "#/$defs/graph"},
+    "outputs": {"$ref": "#/$defs/outputs"},
+    "share": {"type": "string", "description": "reuse the module (weights) of an earlier node"},
+    "init": {"type": "object", "description": "parameter init rules: {weight: zeros, ...}"},
+}
+
+
+def spec_schema() -> dict[str, Any]:
+    ops = all_blocks()
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "engine spec",
+        "type": "object",
+        "properties": {
+            "name": {"type": "string"}, "description": {"type": "string"},
+            "extends": {"type": "string"},
+            "include": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+            "params": {"type": "object"},
+            "dims": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 1}},
+            "inputs": {"$ref": "#/$defs/inputs"},
+            "graph": {"$ref": "#/$defs/graph"},
+            "outputs": {"$ref": "#/$defs/outputs"},
+            "blocks": {"type": "object", "additionalProperties": {"$ref": "#/$defs/block"}},
+            "networks": {"type": "object", "additionalProperties": {"$ref": "#/$defs/network"}},
+            "init": {"type": "object", "additionalProperties": {"type": "object"}},
+            "rename": {"type": "object", "additionalProperties": {"type": "string"}},
+        },
+        "additionalProperties": False,
+        "$defs": {**_common_defs(), **{f"op_{name}": _op_schema(info) for name, info in ops.items()},
+                  "node": _node_schema(ops)},
+    }
+
+
+def _common_defs() -> dict[str, Any]:
+    return {
+        "inputs": {"type": "object", "additionalProperties": {
+            "type": "array", "items": {"anyOf": [{"type": "integer", "minimum": 0},
+                                                 {"type": "string"}]}}},
+        "outputs": {"anyOf": [{"type": "string"},
+                              {"type": "object", "additionalProperties": {"type": "string"}}]},
+        "graph": {"type": "object", "additionalProperties": {"$ref": "#/$defs/node"}},
+        "seq_item": {"anyOf": [{"$ref": "#/$defs/node"}, {
+            "type": "object", "required": ["each", "seq"],
+            "properties": {"each": {}, "as": {"type": "string"}, "seq": NODE_KEYS["seq"]}}]},
+        "block": {"type": "object", "properties": {
+            "params": {"type": "object"},
+            "inputs": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+            "nodes": {"$ref": "#/$defs/graph"}, "outputs": {"$ref": "#/$defs/outputs"},
+            "description": {"type": "string"}},
+            "required": ["nodes"], "additionalProperties": False},
+        "network": {"type": "object", "properties": {
+            "inputs": {"$ref": "#/$defs/inputs"}, "graph": {"$ref": "#/$defs/graph"},
+            "outputs": {"$ref": "#/$defs/outputs"}, "description": {"type": "string"}},
+            "required": ["graph"], "additionalProperties": False},
+    }
+
+
+def _node_schema(ops: dict) -> dict[str, Any]:
+    # A primitive op fixes the node's keys; a spec-defined block's arguments are checked
+    # against its `params:` by the validate stage instead.
+    dispatch = [{"if": {"properties": {"op": {"const": name}}, "required": ["op"]},
+                 "then": {"$ref": f"#/$defs/op_{name}"}} for name in ops]
+    return {"anyOf": [{"type": "string"}, {
+        "type": "object", "properties": dict(NODE_KEYS), "allOf": dispatch}]}
+
+
+def _op_schema(info) -> dict[str, Any]:
+    args = {n: a for n, a in info.args.items() if n != IN_SIZE}
+    props = {n: {"anyOf": [_type_schema(a.annotation), EXPR]} for n, a in args.items()}
+    required = [n for n, a in args.items() if a.required]
+    schema = {"description": info.doc.split("\n")[0], "properties": {**NODE_KEYS, **props},
+              "additionalProperties": False}
+    if required:
+        # a repeat may give required arguments through `args:` instead
+        schema["if"] = {"not": {"required": ["args"]}}
+        schema["then"] = {"required": required}
+    return schema
+
+
+def _type_schema(annotation: Any) -> dict[str, Any]:
+    origin = typing.get_origin(annotation)
+    if isinstance(annotation, types.UnionType) or origin is typing.Union:
+        return {"anyOf": [_type_schema(a) for a in typing.get_args(annotation)]}
+    if origin is list:
+        inner = typing.get_args(annotation)
+        return {"type": "array", "items": _type_schema(inner[0]) if inner else {}}
+    simple = {int: "integer", float: "number", bool: "boolean", str: "string",
+              type(None): "null"}
+    return {"type": simple[annotation]} if annotation in simple else {}

@@ -1,0 +1,235 @@
+"""Stage 4, shapes: infer every tensor shape statically, on the `meta` device.
+
+Each primitive node is constructed on `meta` (no memory, no initialisation cost) with its
+`in_size` filled from the upstream shape, then run on meta tensors; whatever PyTorch says
+about a mismatch is reported against the spec node with both shapes. The meta modules are
+kept: the build stage materialises exactly these, so shapes are never computed twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from blocks.registry import IN_SIZE, BlockInfo, lookup
+from engine.expr import ExprError, evaluate
+from engine.ir import Deferred, Diagnostic, Graph, Node, Ref, Spec, TensorInfo
+
+DEFAULT_DIMS = {"B": 1}
+
+
+@dataclass
+class NodeShapes:
+    """What the shape stage learned about one node."""
+
+    inputs: list[TensorInfo]
+    outputs: tuple[TensorInfo, ...]
+    output_names: tuple[str, ...]
+    module: nn.Module | None = None  # meta module of a primitive node (shared nodes: the same one)
+    args: dict = field(default_factory=dict)  # the arguments after evaluating Deferred ones
+
+
+@dataclass
+class Shaped:
+    spec: Spec
+    nodes: dict[str, NodeShapes]  # by node path
+    inputs: dict[str, dict[str, TensorInfo]]  # network -> input name -> info
+
+
+def infer_shapes(spec: Spec, dims: dict | None = None) -> tuple[Shaped, list[Diagnostic]]:
+    run = _ShapeRun(spec, {**DEFAULT_DIMS, **(spec.doc.get("dims") or {}), **(dims or {})})
+    shaped = Shaped(spec, run.results, {})
+    for name, graph in spec.networks.items():
+        env_inputs = run.graph_inputs(graph)
+        shaped.inputs[name] = env_inputs
+        if len(env_inputs) == len(graph.inputs):
+            run.graph(graph, {k: ((v,), ("out",)) for k, v in env_inputs.items()})
+    return shaped, run.errors
+
+
+class _ShapeRun:
+    def __init__(self, spec: Spec, dims: dict):
+        self.spec, self.dims = spec, dims
+        self.results: dict[str, NodeShapes] = {}
+        self.errors: list[Diagnostic] = []
+
+    def error(self, node: Node, message: str, hint: str = "") -> None:
+        self.errors.append(Diagnostic(message, node.loc, node.path, hint))
+
+    def graph_inputs(self, graph: Graph) -> dict[str, TensorInfo]:
+        out = {}
+        for name, dims in graph.inputs.items():
+            sizes = [self.dims.get(d) if isinstance(d, str) else d for d in dims or []]
+            if any(not isinstance(s, int) or s < 0 for s in sizes) or not dims:
+                unbound = [d for d in dims or [] if isinstance(d, str) and d not in self.dims]
+                hint = (f"give {', '.join(unbound)} a size: dims: {{{unbound[0]}: 32}} or "
+                        f"--set dims.{unbound[0]}=32") if unbound else "use sizes >= 0"
+                self.errors.append(Diagnostic(f"input '{name}' has no concrete shape: {dims}",
+                                              graph.loc, graph.name, hint))
+                continue
+            out[name] = TensorInfo(tuple(sizes), len(sizes) == 4)
+        return out
+
+    def graph(self, graph: Graph, env: dict) -> tuple[tuple[TensorInfo, ...], tuple[str, ...]] | None:
+        """Infer a graph's nodes in order; env maps names to (infos, output names)."""
+        env = dict(env)
+        for node in graph.nodes:
+            inputs = [self.lookup(env, ref, node) for ref in node.inputs]
+            if any(i is None for i in inputs):
+                continue  # an upstream error was already reported
+            result = self.node(node, inputs)
+            if result is not None:
+                self.results[node.path] = result
+                env[node.name] = (result.outputs, result.output_names)
+        outs = [self.lookup(env, ref, None) for ref in graph.outputs.values()]
+        if any(o is None for o in outs):
+            return None
+        return tuple(outs), tuple(graph.outputs)
+
+    def lookup(self, env: dict, ref: Ref, node: Node | None) -> TensorInfo | None:
+        if ref.node not in env:
+            return None  # unknown names are reported by validate; failed nodes by their own error
+        infos, names = env[ref.node]
+        if ref.output is None:
+            return infos[0]
+        if ref.output not in names:
+            if node is not None:
+                self.error(node, f"'{ref.node}' has no output '{ref.output}'",
+                           f"its outputs are: {', '.join(names)}")
+            return None
+        return infos[names.index(ref.output)]
+
+    def node(self, node: Node, inputs: list[TensorInfo]) -> NodeShapes | None:
+        if isinstance(node.when, Deferred):
+            try:
+                node.when = bool(_concrete(node.when, inputs))
+            except ExprError as err:
+                self.error(node, f"in `when:`: {err}", err.hint)
+                return None
+            if not node.when:
+                node.kind = "pass"  # switched off by the upstream shape: pass the input through
+        if node.kind == "pass":
+            return NodeShapes(inputs, (inputs[0],), ("out",)) if inputs else None
+        if node.kind == "graph":
+            return self.subgraph(node, inputs)
+        if node.kind in ("prim", "param"):
+            return self.primitive(node, inputs)
+        return None
+
+    def subgraph(self, node: Node, inputs: list[TensorInfo]) -> NodeShapes | None:
+        body = node.body
+        if len(inputs) != len(body.inputs):
+            self.error(node, f"'{node.op}' takes {len(body.inputs)} input(s) "
+                             f"({', '.join(body.inputs)}), got {len(inputs)}",
+                       "list them in `in:`")
+            return None
+        env = {name: ((info,), ("out",)) for name, info in zip(body.inputs, inputs)}
+        result = self.graph(body, env)
+        if result is None:
+            return None
+        return NodeShapes(inputs, result[0], result[1])
+
+    def primitive(self, node: Node, inputs: list[TensorInfo]) -> NodeShapes | None:
+        info = lookup(node.op)
+        args = self.evaluate_args(node, inputs)
+        if info is None or args is None or not self.check_inputs(node, info, inputs):
+            return None
+        module = self.shared_module(node) if node.share else self.construct(node, info, args,
+                                                                            inputs)
+        if module is None:
+            return None
+        outputs = self.run(node, module, inputs, info)
+        if outputs is None:
+            return None
+        return NodeShapes(inputs, outputs, info.outputs, module, args)
+
+    def evaluate_args(self, node: Node, inputs: list[TensorInfo]) -> dict | None:
+        try:
+            return {k: _concrete(v, inputs) for k, v in node.args.items()}
+        except ExprError as err:
+            self.error(node, str(err), err.hint)
+            return None
+
+    def check_inputs(self, node: Node, info: BlockInfo, inputs: list[TensorInfo]) -> bool:
+        if info.in_dim is None or not inputs:
+            return True
+        x = inputs[0]
+        if x.rank < (abs(info.in_dim) if info.in_dim < 0 else info.in_dim + 1) + 1:
+            self.error(node, f"'{node.op}' needs a batched input with a size at dim "
+                             f"{info.in_dim}, got shape {list(x.shape)}",
+                       "reshape or flatten the input first")
+            return False
+        if info.in_dim == -1 and x.channels_first and x.rank > 2:
+            self.error(node, f"'{node.op}' acts on the last dim, but its input {list(x.shape)} "
+                             f"is a channels-first feature map",
+                       "add {op: flatten} before it, or {op: permute, dims: [0, 2, 3, 1]}")
+            return False
+        return True
+
+    def construct(self, node: Node, info: BlockInfo, args: dict,
+                  inputs: list[TensorInfo]) -> nn.Module | None:
+        if info.in_dim is not None:
+            args = {**args, IN_SIZE: inputs[0].shape[info.in_dim]}
+        try:
+            with torch.device("meta"):
+                return info.cls(**args)
+        except Exception as err:  # a PyTorch constructor refusing these arguments
+            self.error(node, f"cannot construct '{node.op}' with {_fmt_args(args)}: "
+                             f"{_first_line(err)}", "check the argument values")
+            return None
+
+    def shared_module(self, node: Node) -> nn.Module | None:
+        target = self.results.get(_sibling_path(node, node.share))
+        if target is None or target.module is None:
+            self.error(node, f"`share: {node.share}` names no earlier primitive node",
+                       "share with a node defined above this one, in the same graph")
+            return None
+        return target.module
+
+    def run(self, node: Node, module: nn.Module, inputs: list[TensorInfo],
+            info: BlockInfo) -> tuple[TensorInfo, ...] | None:
+        tensors = [torch.empty(i.shape, device="meta") for i in inputs]
+        try:
+            out = module(*tensors)
+        except Exception as err:  # PyTorch's complaint, re-reported against the spec node
+            shapes = ", ".join(str(list(i.shape)) for i in inputs)
+            self.error(node, f"shape error in '{node.op}' with input shape(s) {shapes}: "
+                             f"{_first_line(err)}", _shape_hint(node.op))
+            return None
+        outs = out if isinstance(out, tuple) else (out,)
+        layout = info.layout if info.layout is not None else bool(inputs and
+                                                                  inputs[0].channels_first)
+        return tuple(TensorInfo(tuple(o.shape), layout and o.dim() == 4) for o in outs)
+
+
+def _concrete(value, inputs: list[TensorInfo]):
+    if isinstance(value, Deferred):
+        scope = {**value.scope, "input": inputs[0] if inputs else None}
+        return evaluate(value.source, scope)
+    if isinstance(value, list):
+        return [_concrete(v, inputs) for v in value]
+    return value
+
+
+def _sibling_path(node: Node, name: str) -> str:
+    parent = node.path.rpartition(".")[0]
+    return f"{parent}.{name}" if parent else name
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
+
+
+def _fmt_args(args: dict) -> str:
+    return "{" + ", ".join(f"{k}: {v}" for k, v in args.items()) + "}"
+
+
+def _shape_hint(op: str) -> str:
+    if op in ("add", "mul"):
+        return "the inputs must have equal (or broadcastable) shapes; is a projection missing?"
+    if op == "concat":
+        return "all dims except the concatenated one must match"
+    return "check this node's arguments against the shape of its input"
