@@ -69,9 +69,11 @@ def _common_defs() -> dict[str, Any]:
         "outputs": {"anyOf": [{"type": "string"},
                               {"type": "object", "additionalProperties": {"type": "string"}}]},
         "graph": {"type": "object", "additionalProperties": {"$ref": "#/$defs/node"}},
-        "seq_item": {"anyOf": [{"$ref": "#/$defs/node"}, {
-            "type": "object", "required": ["each", "seq"],
-            "properties": {"each": {}, "as": {"type": "string"}, "seq": NODE_KEYS["seq"]}}]},
+        "seq_item": {
+            "if": {"type": "object", "required": ["each"]},
+            "then": {"type": "object", "required": ["each", "seq"], "additionalProperties": False,
+                     "properties": {"each": {}, "as": {"type": "string"}, "seq": NODE_KEYS["seq"]}},
+            "else": {"$ref": "#/$defs/node"}},
         "block": {"type": "object", "properties": {
             "params": {"type": "object"},
             "inputs": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
@@ -90,8 +92,8 @@ def _node_schema(ops: dict) -> dict[str, Any]:
     # against its `params:` by the validate stage instead.
     dispatch = [{"if": {"properties": {"op": {"const": name}}, "required": ["op"]},
                  "then": {"$ref": f"#/$defs/op_{name}"}} for name in ops]
-    return {"anyOf": [{"type": "string"}, {
-        "type": "object", "properties": dict(NODE_KEYS), "allOf": dispatch}]}
+    # `properties` and the dispatch only constrain mappings; a string is the `relu: relu` shorthand
+    return {"type": ["string", "object"], "properties": dict(NODE_KEYS), "allOf": dispatch}
 
 
 def _op_schema(info) -> dict[str, Any]:

@@ -207,7 +207,7 @@ def _plain(value):
 def _dedupe(errors: list[Diagnostic]) -> list[Diagnostic]:
     seen, out = set(), []
     for d in errors:
-        key = (str(d.loc), d.path) if d.loc else (d.message,)
+        key = str(d.loc) if d.loc and d.loc.line else d.message
         if key not in seen:
             seen.add(key)
             out.append(d)
