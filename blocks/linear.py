@@ -18,3 +18,15 @@ class Linear(nn.Linear):
 
     def __init__(self, in_size: int, out: int, bias: bool = True):
         super().__init__(in_size, out, bias)
+
+
+@register("embedding", layout=False,
+          example={"args": {"num": 10, "dim": 4}, "inputs": [[2, 5]], "dtype": "long"})
+class Embedding(nn.Embedding):
+    """A learned vector per integer id (a lookup table); `pad` marks an id whose vector stays zero.
+
+    [B, T] (ids < num) -> [B, T, dim].
+    """
+
+    def __init__(self, num: int, dim: int, pad: int | None = None):
+        super().__init__(num, dim, padding_idx=pad)

@@ -62,3 +62,22 @@ class Select(nn.Module):
 
     def extra_repr(self) -> str:
         return f"index={self.index}, dim={self.dim}"
+
+
+@register("chunk", outputs=("0", "1"),
+          example={"args": {"chunks": 2, "dim": 1}, "inputs": [[2, 6, 3]]})
+class Chunk(nn.Module):
+    """Split into `chunks` equal parts along `dim`; pick one with `node.0`, `node.1`, ...
+
+    [B, C, *] -> `chunks` x [B, C / chunks, *] (a VAE encoder's mean and log-variance).
+    """
+
+    def __init__(self, chunks: int = 2, dim: int = 1):
+        super().__init__()
+        self.chunks, self.dim = chunks, dim
+
+    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
+        return tuple(x.chunk(self.chunks, self.dim))
+
+    def extra_repr(self) -> str:
+        return f"chunks={self.chunks}, dim={self.dim}"

@@ -14,11 +14,13 @@ import keyword
 import linecache
 import re
 
+import torch
 from torch import nn
 
-from engine.init import initialize
+from engine.init import apply_rule, initialize
 from engine.ir import Graph, Node, Ref
 from engine.shapes import Shaped
+from engine.walk import iter_nodes
 
 SAFE_NAME = re.compile(r"[A-Za-z0-9_]+")
 _CLASSES: dict[tuple[str, str], type] = {}
@@ -31,12 +33,12 @@ class GeneratedModule(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.param_inits: dict[str, tuple] = {}  # learned tensors registered on this module
+        self.param_inits: dict[str, object] = {}  # learned tensors on this module -> init rule
 
     def reset_parameters(self) -> None:
-        from blocks.parameter import fill_parameter
-        for name, (init, std) in self.param_inits.items():
-            fill_parameter(getattr(self, name), init, std)
+        with torch.no_grad():
+            for name, rule in self.param_inits.items():
+                apply_rule(getattr(self, name), rule)
 
 
 def build(shaped: Shaped, device: str = "cpu") -> nn.Module:
@@ -47,7 +49,17 @@ def build(shaped: Shaped, device: str = "cpu") -> nn.Module:
     root = nn.ModuleDict(nets) if spec.multi else next(iter(nets.values()))
     root.to_empty(device=device)
     initialize(root, shaped)
+    for name, graph in spec.networks.items():
+        _apply_ties(nets[name], graph, f"{name}." if spec.multi else "")
     return root
+
+
+def _apply_ties(net: nn.Module, graph: Graph, prefix: str) -> None:
+    """Point tied parameters at their target (one tensor, two names in the state_dict)."""
+    for node in iter_nodes(graph):
+        for pname, target in node.tie.items():
+            module = net.get_submodule(node.path[len(prefix):])
+            setattr(module, pname, net.get_parameter(target))
 
 
 def _graph_module(graph: Graph, shaped: Shaped, class_name: str, top: bool = False) -> nn.Module:
@@ -61,9 +73,9 @@ def _graph_module(graph: Graph, shaped: Shaped, class_name: str, top: bool = Fal
     module = cls()
     for name, child in children.items():
         module.add_module(name, child)
-    for name, (tensor, init, std) in params.items():
+    for name, (tensor, rule) in params.items():
         module.register_parameter(name, tensor)
-        module.param_inits[name] = (init, std)
+        module.param_inits[name] = rule
     return module
 
 
@@ -74,25 +86,25 @@ def _node_line(node: Node, shaped: Shaped, children: dict, params: dict) -> str:
         return f"{out} = {_ref_expr(node.inputs[0], shaped, scope)}"
     result = shaped.nodes[node.path]
     if node.kind == "param":
-        meta = result.module
-        params[node.name] = (meta.weight, meta.init, meta.std)
+        params[node.name] = (result.module.weight, node.init if node.init != {} else "zeros")
         return f"{out} = self.{node.name}"
+    if node.shared is not None:  # the same module object, called again
+        return f"{out} = {_attr(node.shared.name)}({args})"
     if node.kind == "graph":
         children[node.name] = _graph_module(node.body, shaped, _class_name(node.op))
-        return f"{out} = {_attr(node.name)}({args})"
-    target = node.share if node.share else node.name
-    if not node.share:
+    else:
         children[node.name] = result.module
-    return f"{out} = {_attr(target)}({args})"
+    return f"{out} = {_attr(node.name)}({args})"
 
 
 def _ref_expr(ref: Ref, shaped: Shaped, scope: str) -> str:
     """A reference as Python: `name`, or `name[k]` to pick output k of a multi-output node."""
-    if ref.output is None:
-        return var(ref.node)
     source = shaped.nodes.get(f"{scope}.{ref.node}" if scope else ref.node)
-    names = source.output_names if source else (ref.output,)
-    return f"{var(ref.node)}[{names.index(ref.output)}]"
+    if ref.output is None or (source is not None and len(source.outputs) == 1):
+        return var(ref.node)  # single-output modules return a bare tensor
+    names = source.output_names if source else ()
+    index = names.index(ref.output) if ref.output in names else int(ref.output)
+    return f"{var(ref.node)}[{index}]"
 
 
 def _forward_source(graph: Graph, lines: list[str], top: bool, shaped: Shaped) -> str:

@@ -45,7 +45,7 @@ def _rules_by_module(shaped) -> dict[int, dict[str, Any]]:
     out: dict[int, dict[str, Any]] = {}
     for path, result in shaped.nodes.items():
         node = nodes.get(path)
-        if result.module is None or node is None:
+        if result.module is None or node is None or node.kind == "param":
             continue
         merged = {**(spec_rules.get(node.op) or {}), **(node.init or {})}
         if merged:

@@ -89,6 +89,8 @@ class Node:
     body: Graph | None = None
     when: Any = True
     share: str | None = None
+    shared: Node | None = None  # the earlier node whose module this one reuses
+    tie: dict[str, str] = field(default_factory=dict)  # param name -> "node.path.param" in the network
     init: dict[str, Any] = field(default_factory=dict)
     arg_locs: dict[str, Loc] = field(default_factory=dict)
 
@@ -127,6 +129,7 @@ class TensorInfo:
 
     shape: tuple[int, ...]
     channels_first: bool = False
+    dtype: str = "float32"
 
     @property
     def channels(self) -> int:

@@ -16,7 +16,7 @@ from engine.ir import Deferred, Diagnostic, Graph, Loc, Node, Ref, Spec
 from engine.load import LocDict, LocList
 
 NODE_KEYS = {"op", "in", "repeat", "names", "args", "first", "last", "when", "seq", "graph",
-             "share", "init", "outputs", "each", "as"}
+             "share", "tie", "init", "outputs", "each", "as"}
 TYPES = {"int": int, "float": (int, float), "bool": bool, "str": str, "list": list}
 DEFAULT_INPUT = "input"
 
@@ -66,7 +66,10 @@ class _Resolver:
         outputs = self.outputs(defn, nodes, first, path)
         return Graph(name, inputs, nodes, outputs, defn.loc)
 
-    def shape(self, dims: Any, scope: dict, loc: Loc, path: str) -> list:
+    def shape(self, dims: Any, scope: dict, loc: Loc, path: str) -> list | dict:
+        if isinstance(dims, dict):  # {shape: [B, T], dtype: long}
+            return {"shape": self.shape(dims.get("shape"), scope, loc, path),
+                    "dtype": str(dims.get("dtype", "float32"))}
         if not isinstance(dims, list):
             self.error(f"an input shape must be a list of sizes, got {dims!r}", loc, path,
                        "write image: [B, 3, 224, 224]")
@@ -152,6 +155,8 @@ class _Resolver:
                            "rename it, e.g. conv_1")
                 continue
             node = self.node(name, raw, scope, path, [Ref(prev)], loc)
+            if node.share is not None:
+                self.link_share(node, out)
             out.append(node)
             prev = node.name
         return out
@@ -170,8 +175,24 @@ class _Resolver:
         if "when" in raw and not isinstance(when, Deferred) and not when:
             return Node(name, "pass", "pass", inputs, loc=loc, path=full)
         node = self.body_node(name, raw, scope, full, inputs)
-        node.when, node.share, node.init = when, raw.get("share"), raw.get("init") or {}
+        node.when, node.share = when, raw.get("share")
+        node.init = self.value(raw.get("init", {}), scope, raw.value_loc("init"), full)
+        node.tie = raw.get("tie") or {}
         return node
+
+    def link_share(self, node: Node, earlier: list[Node]) -> None:
+        """`share: conv`: reuse an earlier sibling's module; the op and arguments are its."""
+        target = next((n for n in earlier if n.name == node.share), None)
+        if target is None or target.kind not in ("prim", "graph"):
+            self.error(f"`share: {node.share}` names no earlier node of this graph", node.loc,
+                       node.path, suggest(str(node.share), [n.name for n in earlier]) or
+                       "share with a node defined above this one")
+            node.kind = "error"
+            return
+        if node.args or node.op not in ("?", target.op):
+            self.error(f"a node that shares '{target.name}' takes its op and arguments from it",
+                       node.loc, node.path, "remove op: and the arguments, keep share:")
+        node.op, node.kind, node.shared, node.body = target.op, target.kind, target, None
 
     def refs(self, value: Any, raw: LocDict, path: str) -> list[Ref]:
         items = value if isinstance(value, list) else [value]
@@ -189,7 +210,10 @@ class _Resolver:
             return self.seq(name, raw, scope, path, inputs)
         if "graph" in raw:
             return self.inline_graph(name, raw, scope, path, inputs)
-        return self.call(name, raw, scope, path, inputs, raw.get("op"), extra)
+        op = raw.get("op")
+        if is_expression(op):  # an op chosen by a param: `op: $act`
+            op = self.value(op, scope, raw.value_loc("op"), path)
+        return self.call(name, raw, scope, path, inputs, op, extra)
 
     def call(self, name: str, raw: LocDict, scope: dict, path: str, inputs: list[Ref],
              op: Any, extra: dict | None = None) -> Node:
@@ -197,6 +221,8 @@ class _Resolver:
         arg_locs = {k: raw.value_loc(k) for k in raw if k not in NODE_KEYS}
         arg_locs.update({k: raw["args"].value_loc(k) for k in raw.get("args") or {}
                          if isinstance(raw.get("args"), LocDict)})
+        if op is None and "share" in raw:
+            return Node(name, "?", "prim", inputs, args, raw.loc, path, arg_locs=arg_locs)
         if not isinstance(op, str):
             self.error("node has no `op:`", raw.loc, path,
                        "add op: <block name> (see `engine blocks`), or seq:/graph:/repeat:")
@@ -205,6 +231,8 @@ class _Resolver:
             return self.instantiate(name, op, args, scope, path, inputs, raw.loc, arg_locs)
         info = lookup(op)
         kind = info.kind if info else "prim"
+        if info is not None and info.inputs == 0 and "in" not in raw:
+            inputs = []  # a source node (a learned tensor) takes nothing by default
         return Node(name, op, kind, inputs, args, raw.loc, path, arg_locs=arg_locs)
 
     def args(self, raw: LocDict, scope: dict, path: str, extra: dict | None) -> dict:

@@ -31,7 +31,10 @@ NODE_KEYS = {
     "graph": {"$ref": "#/$defs/graph"},
     "outputs": {"$ref": "#/$defs/outputs"},
     "share": {"type": "string", "description": "reuse the module (weights) of an earlier node"},
-    "init": {"type": "object", "description": "parameter init rules: {weight: zeros, ...}"},
+    "tie": {"type": "object", "additionalProperties": {"type": "string"},
+            "description": "tie parameters to another node's: {weight: embed.weight}"},
+    "init": {"type": ["object", "string", "number"],
+             "description": "init rules {weight: zeros, ...}; for a parameter node, its own rule"},
 }
 
 
@@ -63,9 +66,13 @@ def spec_schema() -> dict[str, Any]:
 
 def _common_defs() -> dict[str, Any]:
     return {
-        "inputs": {"type": "object", "additionalProperties": {
-            "type": "array", "items": {"anyOf": [{"type": "integer", "minimum": 0},
-                                                 {"type": "string"}]}}},
+        "inputs": {"type": "object", "additionalProperties": {"anyOf": [
+            {"$ref": "#/$defs/shape"},
+            {"type": "object", "properties": {"shape": {"$ref": "#/$defs/shape"},
+                                              "dtype": {"type": "string"}},
+             "required": ["shape"], "additionalProperties": False}]}},
+        "shape": {"type": "array", "items": {"anyOf": [{"type": "integer", "minimum": 0},
+                                                       {"type": "string"}]}},
         "outputs": {"anyOf": [{"type": "string"},
                               {"type": "object", "additionalProperties": {"type": "string"}}]},
         "graph": {"type": "object", "additionalProperties": {"$ref": "#/$defs/node"}},
@@ -103,8 +110,8 @@ def _op_schema(info) -> dict[str, Any]:
     schema = {"description": info.doc.split("\n")[0], "properties": {**NODE_KEYS, **props},
               "additionalProperties": False}
     if required:
-        # a repeat may give required arguments through `args:` instead
-        schema["if"] = {"not": {"required": ["args"]}}
+        # a repeat may give required arguments through `args:`; a shared node takes its target's
+        schema["if"] = {"not": {"anyOf": [{"required": ["args"]}, {"required": ["share"]}]}}
         schema["then"] = {"required": required}
     return schema
 

@@ -16,6 +16,7 @@ from torch import nn
 from blocks.registry import IN_SIZE, BlockInfo, lookup
 from engine.expr import ExprError, evaluate
 from engine.ir import Deferred, Diagnostic, Graph, Node, Ref, Spec, TensorInfo
+from engine.walk import iter_nodes
 
 DEFAULT_DIMS = {"B": 1}
 
@@ -46,6 +47,7 @@ def infer_shapes(spec: Spec, dims: dict | None = None) -> tuple[Shaped, list[Dia
         shaped.inputs[name] = env_inputs
         if len(env_inputs) == len(graph.inputs):
             run.graph(graph, {k: ((v,), ("out",)) for k, v in env_inputs.items()})
+            run.check_ties(graph, f"{name}." if spec.multi else "")
     return shaped, run.errors
 
 
@@ -61,6 +63,12 @@ class _ShapeRun:
     def graph_inputs(self, graph: Graph) -> dict[str, TensorInfo]:
         out = {}
         for name, dims in graph.inputs.items():
+            dtype = dims.get("dtype", "float32") if isinstance(dims, dict) else "float32"
+            dims = dims.get("shape") if isinstance(dims, dict) else dims
+            if not isinstance(getattr(torch, dtype, None), torch.dtype):
+                self.errors.append(Diagnostic(f"input '{name}' has unknown dtype '{dtype}'",
+                                              graph.loc, graph.name, "use float32, long, bool ..."))
+                continue
             sizes = [self.dims.get(d) if isinstance(d, str) else d for d in dims or []]
             if any(not isinstance(s, int) or s < 0 for s in sizes) or not dims:
                 unbound = [d for d in dims or [] if isinstance(d, str) and d not in self.dims]
@@ -69,7 +77,7 @@ class _ShapeRun:
                 self.errors.append(Diagnostic(f"input '{name}' has no concrete shape: {dims}",
                                               graph.loc, graph.name, hint))
                 continue
-            out[name] = TensorInfo(tuple(sizes), len(sizes) == 4)
+            out[name] = TensorInfo(tuple(sizes), len(sizes) == 4, dtype)
         return out
 
     def graph(self, graph: Graph, env: dict) -> tuple[tuple[TensorInfo, ...], tuple[str, ...]] | None:
@@ -88,12 +96,30 @@ class _ShapeRun:
             return None
         return tuple(outs), tuple(graph.outputs)
 
+    def check_ties(self, graph: Graph, prefix: str) -> None:
+        """`tie: {weight: embed.weight}`: the target exists and has the same shape."""
+        for node in iter_nodes(graph):
+            mine = self.results.get(node.path)
+            for pname, target in node.tie.items():
+                owner, _, tname = str(target).rpartition(".")
+                other = self.results.get(prefix + owner)
+                theirs = getattr(other.module, tname, None) if other and other.module else None
+                own = getattr(mine.module, pname, None) if mine and mine.module else None
+                if not isinstance(theirs, nn.Parameter) or not isinstance(own, nn.Parameter):
+                    self.error(node, f"cannot tie '{pname}' to '{target}': no such parameter",
+                               "write tie: {weight: <node path>.weight}, a path from the network root")
+                elif theirs.shape != own.shape:
+                    self.error(node, f"cannot tie '{pname}' {list(own.shape)} to '{target}' "
+                                     f"{list(theirs.shape)}: shapes differ")
+
     def lookup(self, env: dict, ref: Ref, node: Node | None) -> TensorInfo | None:
         if ref.node not in env:
             return None  # unknown names are reported by validate; failed nodes by their own error
         infos, names = env[ref.node]
         if ref.output is None:
             return infos[0]
+        if ref.output.isdigit() and int(ref.output) < len(infos):
+            return infos[int(ref.output)]
         if ref.output not in names:
             if node is not None:
                 self.error(node, f"'{ref.node}' has no output '{ref.output}'",
@@ -119,7 +145,7 @@ class _ShapeRun:
         return None
 
     def subgraph(self, node: Node, inputs: list[TensorInfo]) -> NodeShapes | None:
-        body = node.body
+        body = node.shared.body if node.shared is not None else node.body
         if len(inputs) != len(body.inputs):
             self.error(node, f"'{node.op}' takes {len(body.inputs)} input(s) "
                              f"({', '.join(body.inputs)}), got {len(inputs)}",
@@ -133,17 +159,19 @@ class _ShapeRun:
 
     def primitive(self, node: Node, inputs: list[TensorInfo]) -> NodeShapes | None:
         info = lookup(node.op)
-        args = self.evaluate_args(node, inputs)
+        args = self.evaluate_args(node.shared or node, inputs)
         if info is None or args is None or not self.check_inputs(node, info, inputs):
             return None
-        module = self.shared_module(node) if node.share else self.construct(node, info, args,
-                                                                            inputs)
+        module = self.shared_module(node) if node.shared else self.construct(node, info, args,
+                                                                             inputs)
         if module is None:
             return None
         outputs = self.run(node, module, inputs, info)
         if outputs is None:
             return None
-        return NodeShapes(inputs, outputs, info.outputs, module, args)
+        names = info.outputs if len(info.outputs) == len(outputs) else \
+            tuple(str(k) for k in range(len(outputs)))
+        return NodeShapes(inputs, outputs, names, module, args)
 
     def evaluate_args(self, node: Node, inputs: list[TensorInfo]) -> dict | None:
         try:
@@ -181,16 +209,13 @@ class _ShapeRun:
             return None
 
     def shared_module(self, node: Node) -> nn.Module | None:
-        target = self.results.get(_sibling_path(node, node.share))
-        if target is None or target.module is None:
-            self.error(node, f"`share: {node.share}` names no earlier primitive node",
-                       "share with a node defined above this one, in the same graph")
-            return None
-        return target.module
+        target = self.results.get(node.shared.path)
+        return target.module if target is not None else None  # None: its error is reported
 
     def run(self, node: Node, module: nn.Module, inputs: list[TensorInfo],
             info: BlockInfo) -> tuple[TensorInfo, ...] | None:
-        tensors = [torch.empty(i.shape, device="meta") for i in inputs]
+        tensors = [torch.empty(i.shape, dtype=getattr(torch, i.dtype), device="meta")
+                   for i in inputs]
         try:
             out = module(*tensors)
         except Exception as err:  # PyTorch's complaint, re-reported against the spec node
@@ -201,7 +226,8 @@ class _ShapeRun:
         outs = out if isinstance(out, tuple) else (out,)
         layout = info.layout if info.layout is not None else bool(inputs and
                                                                   inputs[0].channels_first)
-        return tuple(TensorInfo(tuple(o.shape), layout and o.dim() == 4) for o in outs)
+        return tuple(TensorInfo(tuple(o.shape), layout and o.dim() == 4,
+                                str(o.dtype).removeprefix("torch.")) for o in outs)
 
 
 def _concrete(value, inputs: list[TensorInfo]):
@@ -211,11 +237,6 @@ def _concrete(value, inputs: list[TensorInfo]):
     if isinstance(value, list):
         return [_concrete(v, inputs) for v in value]
     return value
-
-
-def _sibling_path(node: Node, name: str) -> str:
-    parent = node.path.rpartition(".")[0]
-    return f"{parent}.{name}" if parent else name
 
 
 def _first_line(err: Exception) -> str:

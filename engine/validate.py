@@ -94,7 +94,7 @@ def check_op(node: Node, user_blocks: set[str]) -> Iterator[Diagnostic]:
 
 def check_args(node: Node, user_blocks: set[str]) -> Iterator[Diagnostic]:
     info = lookup(node.op) if node.kind in ("prim", "param") else None
-    if info is None:
+    if info is None or node.shared is not None:
         return
     declared = info.args
     for name, value in node.args.items():

@@ -1,0 +1,41 @@
+"""Shared test helpers: write a spec into a temporary folder and compile it."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+import engine
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = Path(__import__("os").environ.get("ENGINE_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture
+def spec_file(tmp_path):
+    """spec_file(text, name="spec.yaml") -> Path of a dedented YAML spec in a temp folder."""
+
+    def write(text: str, name: str = "spec.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(textwrap.dedent(text).lstrip())
+        return path
+
+    return write
+
+
+@pytest.fixture
+def build_text(spec_file):
+    """build_text(text, **params) -> nn.Module built from YAML text."""
+
+    def build(text: str, **params):
+        return engine.build(spec_file(text), **params)
+
+    return build
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
