@@ -9,7 +9,7 @@ from blocks.registry import register
 _EXAMPLE = {"args": {}, "inputs": [[2, 3, 4]]}
 
 
-@register("relu", example=_EXAMPLE)
+@register("relu", same_shape=True, example=_EXAMPLE)
 class ReLU(nn.ReLU):
     """Rectified linear unit (Nair & Hinton, 2010). [B, *] -> [B, *]."""
 
@@ -17,7 +17,7 @@ class ReLU(nn.ReLU):
         super().__init__(inplace)
 
 
-@register("leaky_relu", example=_EXAMPLE)
+@register("leaky_relu", same_shape=True, example=_EXAMPLE)
 class LeakyReLU(nn.LeakyReLU):
     """Leaky ReLU (Maas et al., 2013) with negative `slope`. [B, *] -> [B, *]."""
 
@@ -25,7 +25,7 @@ class LeakyReLU(nn.LeakyReLU):
         super().__init__(slope, inplace)
 
 
-@register("gelu", example=_EXAMPLE)
+@register("gelu", same_shape=True, example=_EXAMPLE)
 class GELU(nn.GELU):
     """Gaussian error linear unit (Hendrycks & Gimpel, 2016). [B, *] -> [B, *].
 
@@ -36,7 +36,7 @@ class GELU(nn.GELU):
         super().__init__(approximate)
 
 
-@register("silu", example=_EXAMPLE)
+@register("silu", same_shape=True, example=_EXAMPLE)
 class SiLU(nn.SiLU):
     """Sigmoid-weighted linear unit, a.k.a. swish (Elfwing et al., 2017). [B, *] -> [B, *]."""
 
@@ -44,7 +44,7 @@ class SiLU(nn.SiLU):
         super().__init__(inplace)
 
 
-@register("sigmoid", example=_EXAMPLE)
+@register("sigmoid", same_shape=True, example=_EXAMPLE)
 class Sigmoid(nn.Sigmoid):
     """Logistic sigmoid. [B, *] -> [B, *]."""
 
@@ -52,7 +52,7 @@ class Sigmoid(nn.Sigmoid):
         super().__init__()
 
 
-@register("tanh", example=_EXAMPLE)
+@register("tanh", same_shape=True, example=_EXAMPLE)
 class Tanh(nn.Tanh):
     """Hyperbolic tangent. [B, *] -> [B, *]."""
 
@@ -60,7 +60,7 @@ class Tanh(nn.Tanh):
         super().__init__()
 
 
-@register("softmax", example=_EXAMPLE)
+@register("softmax", same_shape=True, example=_EXAMPLE)
 class Softmax(nn.Softmax):
     """Softmax along `dim`. [B, *] -> [B, *]."""
 
@@ -68,7 +68,7 @@ class Softmax(nn.Softmax):
         super().__init__(dim)
 
 
-@register("identity", example=_EXAMPLE)
+@register("identity", same_shape=True, example=_EXAMPLE)
 class Identity(nn.Identity):
     """Passes its input through unchanged. [B, *] -> [B, *]."""
 

@@ -8,7 +8,7 @@ from torch import Tensor, nn
 from blocks.registry import register
 
 
-@register("batchnorm", in_dim=1,
+@register("batchnorm", same_shape=True, in_dim=1,
           example={"args": {}, "inputs": [[2, 4, 5, 5]]})
 class BatchNorm(nn.BatchNorm2d):
     """Batch normalisation over channels (Ioffe & Szegedy, 2015).
@@ -21,7 +21,7 @@ class BatchNorm(nn.BatchNorm2d):
         super().__init__(in_size, eps, momentum, affine, track_running_stats)
 
 
-@register("batchnorm1d", in_dim=1,
+@register("batchnorm1d", same_shape=True, in_dim=1,
           example={"args": {}, "inputs": [[3, 4]]})
 class BatchNorm1d(nn.BatchNorm1d):
     """Batch normalisation of features (Ioffe & Szegedy, 2015).
@@ -34,7 +34,7 @@ class BatchNorm1d(nn.BatchNorm1d):
         super().__init__(in_size, eps, momentum, affine, track_running_stats)
 
 
-@register("layernorm", in_dim=-1,
+@register("layernorm", same_shape=True, in_dim=-1,
           example={"args": {"eps": 1e-6}, "inputs": [[2, 3, 8]]})
 class LayerNorm(nn.LayerNorm):
     """Layer normalisation over the last dimension (Ba et al., 2016).
@@ -46,7 +46,7 @@ class LayerNorm(nn.LayerNorm):
         super().__init__(in_size, eps, elementwise_affine=affine, bias=bias)
 
 
-@register("layernorm2d", in_dim=1,
+@register("layernorm2d", same_shape=True, in_dim=1,
           example={"args": {"eps": 1e-6}, "inputs": [[2, 4, 3, 3]]})
 class LayerNorm2d(nn.LayerNorm):
     """Channels-first layer normalisation, as in ConvNeXt (Liu et al., 2022).

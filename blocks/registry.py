@@ -9,6 +9,7 @@ conventional `in_size` argument, so specs never write input sizes by hand.
 from __future__ import annotations
 
 import difflib
+import functools
 import inspect
 import types
 import typing
@@ -41,6 +42,7 @@ class BlockInfo:
     layout: bool | None = None  # output is channels-first (True), not (False), or as input (None)
     example: dict[str, Any] = field(default_factory=dict)
     kind: str = "prim"
+    same_shape: bool = False  # output shape == input shape: the shape stage need not run it
 
     @property
     def args(self) -> dict[str, Arg]:
@@ -71,6 +73,7 @@ def register(name: str, **info: Any):
     return wrap
 
 
+@functools.lru_cache(maxsize=None)
 def block_args(cls: type) -> dict[str, Arg]:
     """The typed keyword arguments of a block constructor, in declaration order."""
     hints = typing.get_type_hints(cls.__init__)

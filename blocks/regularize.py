@@ -8,7 +8,7 @@ from torchvision.ops import stochastic_depth
 from blocks.registry import register
 
 
-@register("dropout", example={"args": {"p": 0.5}, "inputs": [[2, 3, 4]]})
+@register("dropout", same_shape=True, example={"args": {"p": 0.5}, "inputs": [[2, 3, 4]]})
 class Dropout(nn.Dropout):
     """Dropout (Srivastava et al., 2014): zero elements with probability p. [B, *] -> [B, *]."""
 
@@ -16,7 +16,7 @@ class Dropout(nn.Dropout):
         super().__init__(p, inplace)
 
 
-@register("stochastic_depth", example={"args": {"p": 0.1}, "inputs": [[2, 3, 4, 4]]})
+@register("stochastic_depth", same_shape=True, example={"args": {"p": 0.1}, "inputs": [[2, 3, 4, 4]]})
 class StochasticDepth(nn.Module):
     """Stochastic depth / drop path (Huang et al., 2016): drop whole residual branches.
 

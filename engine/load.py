@@ -60,7 +60,11 @@ def _loc(file: str, node: yaml.Node) -> Loc:
     return Loc(file, node.start_mark.line + 1, node.start_mark.column + 1)
 
 
-class _Loader(yaml.SafeLoader):
+# libyaml's parser when available (several times faster); the constructors are ours either way
+_BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_BaseLoader):
     """SafeLoader that builds LocDict/LocList and records duplicate keys instead of dropping them."""
 
     def __init__(self, stream, file: str):

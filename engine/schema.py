@@ -11,6 +11,8 @@ import types
 import typing
 from typing import Any
 
+import jsonschema
+
 from blocks.registry import IN_SIZE, all_blocks
 
 EXPR = {"type": "string", "pattern": r"^\$"}
@@ -38,7 +40,9 @@ NODE_KEYS = {
 }
 
 
-def spec_schema() -> dict[str, Any]:
+def spec_schema(fast_dispatch: bool = False) -> dict[str, Any]:
+    """The schema. `fast_dispatch` replaces the standard per-op `if`/`then` chain by the
+    `opDispatch` keyword of `dispatching_validator` (same rules, one lookup per node)."""
     ops = all_blocks()
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -60,7 +64,7 @@ def spec_schema() -> dict[str, Any]:
         },
         "additionalProperties": False,
         "$defs": {**_common_defs(), **{f"op_{name}": _op_schema(info) for name, info in ops.items()},
-                  "node": _node_schema(ops)},
+                  "node": _node_schema(ops, fast_dispatch)},
     }
 
 
@@ -94,13 +98,31 @@ def _common_defs() -> dict[str, Any]:
     }
 
 
-def _node_schema(ops: dict) -> dict[str, Any]:
+def _node_schema(ops: dict, fast_dispatch: bool) -> dict[str, Any]:
     # A primitive op fixes the node's keys; a spec-defined block's arguments are checked
     # against its `params:` by the validate stage instead.
+    # `properties` and the dispatch only constrain mappings; a string is the `relu: relu` shorthand
+    node = {"type": ["string", "object"], "properties": dict(NODE_KEYS)}
+    if fast_dispatch:
+        return {**node, "opDispatch": True}
     dispatch = [{"if": {"properties": {"op": {"const": name}}, "required": ["op"]},
                  "then": {"$ref": f"#/$defs/op_{name}"}} for name in ops]
-    # `properties` and the dispatch only constrain mappings; a string is the `relu: relu` shorthand
-    return {"type": ["string", "object"], "properties": dict(NODE_KEYS), "allOf": dispatch}
+    return {**node, "allOf": dispatch}
+
+
+def dispatching_validator() -> jsonschema.protocols.Validator:
+    """A Draft 2020-12 validator of the spec schema that dispatches on `op` directly."""
+    schema = spec_schema(fast_dispatch=True)
+    ops = {name for name in schema["$defs"] if name.startswith("op_")}
+
+    def op_dispatch(validator, enabled, instance, _schema):
+        op = instance.get("op") if isinstance(instance, dict) else None
+        if enabled and isinstance(op, str) and f"op_{op}" in ops:
+            yield from validator.descend(instance, {"$ref": f"#/$defs/op_{op}"})
+
+    cls = jsonschema.validators.extend(jsonschema.Draft202012Validator,
+                                       {"opDispatch": op_dispatch})
+    return cls(schema)
 
 
 def _op_schema(info) -> dict[str, Any]:

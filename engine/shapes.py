@@ -56,6 +56,7 @@ class _ShapeRun:
         self.spec, self.dims = spec, dims
         self.results: dict[str, NodeShapes] = {}
         self.errors: list[Diagnostic] = []
+        self.memo: dict[tuple, tuple[TensorInfo, ...]] = {}  # repeated layers run once
 
     def error(self, node: Node, message: str, hint: str = "") -> None:
         self.errors.append(Diagnostic(message, node.loc, node.path, hint))
@@ -214,6 +215,18 @@ class _ShapeRun:
 
     def run(self, node: Node, module: nn.Module, inputs: list[TensorInfo],
             info: BlockInfo) -> tuple[TensorInfo, ...] | None:
+        if info.same_shape:
+            return (inputs[0],)
+        key = (node.op, repr(module), tuple((i.shape, i.dtype, i.channels_first) for i in inputs))
+        if key not in self.memo:
+            outputs = self.run_meta(node, module, inputs, info)
+            if outputs is None:
+                return None
+            self.memo[key] = outputs
+        return self.memo[key]
+
+    def run_meta(self, node: Node, module: nn.Module, inputs: list[TensorInfo],
+                 info: BlockInfo) -> tuple[TensorInfo, ...] | None:
         tensors = [torch.empty(i.shape, dtype=getattr(torch, i.dtype), device="meta")
                    for i in inputs]
         try:

@@ -16,7 +16,7 @@ from torch import nn
 from blocks.registry import IN_SIZE, check_type, lookup, suggest, type_name, all_blocks
 from engine.ir import Deferred, Diagnostic, Graph, Loc, Node, Spec
 from engine.load import LocDict, LocList
-from engine.schema import spec_schema
+from engine.schema import dispatching_validator
 from engine.walk import iter_nodes
 
 POSITIVE = {"out", "k", "heads", "size", "stride", "groups", "dilation"}
@@ -160,8 +160,8 @@ def _deferred_inside(value) -> bool:
 
 # ---- the JSON Schema -------------------------------------------------------------------------
 @lru_cache(maxsize=1)
-def _validator() -> jsonschema.Draft202012Validator:
-    return jsonschema.Draft202012Validator(spec_schema())
+def _validator():
+    return dispatching_validator()
 
 
 def check_schema(doc: LocDict) -> Iterator[Diagnostic]:
