@@ -27,7 +27,9 @@ INITS = {
 def initialize(root: nn.Module, shaped) -> None:
     rules = _rules_by_module(shaped)
     with torch.no_grad():
-        for module in root.modules():
+        # Descendants before ancestors, as at construction: a layer's own reset (e.g.
+        # MultiheadAttention zeroing out_proj.bias) must come after its children's.
+        for module in reversed(list(root.modules())):
             own = rules.get(id(module), {})
             names = [n for n, _ in module.named_parameters(recurse=False)]
             covered = names and all(n in own for n in names) and not list(

@@ -144,7 +144,8 @@ def _type_schema(annotation: Any) -> dict[str, Any]:
         return {"anyOf": [_type_schema(a) for a in typing.get_args(annotation)]}
     if origin is list:
         inner = typing.get_args(annotation)
-        return {"type": "array", "items": _type_schema(inner[0]) if inner else {}}
+        item = {"anyOf": [_type_schema(inner[0]), EXPR]} if inner else {}
+        return {"type": "array", "items": item}
     simple = {int: "integer", float: "number", bool: "boolean", str: "string",
               type(None): "null"}
     return {"type": simple[annotation]} if annotation in simple else {}

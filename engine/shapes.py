@@ -167,7 +167,7 @@ class _ShapeRun:
                                                                              inputs)
         if module is None:
             return None
-        outputs = self.run(node, module, inputs, info)
+        outputs = self.run(node, module, inputs, info, args)
         if outputs is None:
             return None
         names = info.outputs if len(info.outputs) == len(outputs) else \
@@ -213,11 +213,13 @@ class _ShapeRun:
         target = self.results.get(node.shared.path)
         return target.module if target is not None else None  # None: its error is reported
 
-    def run(self, node: Node, module: nn.Module, inputs: list[TensorInfo],
-            info: BlockInfo) -> tuple[TensorInfo, ...] | None:
+    def run(self, node: Node, module: nn.Module, inputs: list[TensorInfo], info: BlockInfo,
+            args: dict) -> tuple[TensorInfo, ...] | None:
         if info.same_shape:
             return (inputs[0],)
-        key = (node.op, repr(module), tuple((i.shape, i.dtype, i.channels_first) for i in inputs))
+        # the same op, arguments and input shapes give the same output shapes
+        key = (node.op, repr(sorted(args.items())),
+               tuple((i.shape, i.dtype, i.channels_first) for i in inputs))
         if key not in self.memo:
             outputs = self.run_meta(node, module, inputs, info)
             if outputs is None:
