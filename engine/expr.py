@@ -155,7 +155,9 @@ class _Evaluator(ast.NodeVisitor):
             raise ExprError(f"cannot index in '{ast.unparse(node)}': {err}") from None
 
     def visit_Slice(self, node: ast.Slice) -> slice:
-        part = (lambda n: None if n is None else self.visit(n))
+        def part(n: ast.AST | None) -> Any:
+            return None if n is None else self.visit(n)
+
         return slice(part(node.lower), part(node.upper), part(node.step))
 
     def visit_List(self, node: ast.List) -> list:

@@ -11,7 +11,7 @@ from typing import Any
 from torch import nn
 
 from engine.build import build as build_modules
-from engine.ir import SpecError, Spec
+from engine.ir import Spec, SpecError
 from engine.merge import find_spec, load_merged, parse_overrides
 from engine.resolve import resolve
 from engine.shapes import Shaped, infer_shapes

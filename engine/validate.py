@@ -13,7 +13,7 @@ import jsonschema
 import networkx as nx
 from torch import nn
 
-from blocks.registry import IN_SIZE, check_type, lookup, suggest, type_name, all_blocks
+from blocks.registry import IN_SIZE, all_blocks, check_type, lookup, suggest, type_name
 from engine.ir import Deferred, Diagnostic, Graph, Loc, Node, Spec
 from engine.load import LocDict, LocList
 from engine.schema import dispatching_validator
