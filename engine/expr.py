@@ -15,7 +15,7 @@ import operator
 import re
 from typing import Any
 
-from engine.ir import TensorInfo
+from engine.ir import INVALID, TensorInfo
 
 _BINARY = {
     ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
@@ -42,6 +42,10 @@ class ExprError(Exception):
     def __init__(self, message: str, hint: str = ""):
         super().__init__(message)
         self.hint = hint
+
+
+class Poisoned(Exception):
+    """The expression reads a value that already failed (its error is reported elsewhere)."""
 
 
 class NeedsShape(Exception):
@@ -96,6 +100,8 @@ class _Evaluator(ast.NodeVisitor):
             value = self.scope[node.id]
             if value is NeedsShape:
                 raise NeedsShape(node.id)
+            if value is INVALID:
+                raise Poisoned(node.id)
             return value
         if node.id in ("True", "False", "None"):
             return {"True": True, "False": False, "None": None}[node.id]
@@ -114,7 +120,10 @@ class _Evaluator(ast.NodeVisitor):
             raise ExprError(f"exponent {right} is too large", "keep exponents below 64")
         try:
             return fn(left, right)
-        except (TypeError, ZeroDivisionError, ValueError) as err:
+        except ZeroDivisionError as err:
+            raise ExprError(f"cannot compute '{ast.unparse(node)}': {err}",
+                            "the divisor is zero here; check the params it is computed from") from None
+        except (TypeError, ValueError) as err:
             raise ExprError(f"cannot compute '{ast.unparse(node)}': {err}") from None
 
     def visit_UnaryOp(self, node: ast.UnaryOp) -> Any:

@@ -47,6 +47,29 @@ def _one_line(d: Diagnostic) -> str:
     return f"{where}{d.severity}:{node} {d.message}{hint}"
 
 
+class _Invalid:
+    """The value of anything that failed to resolve (its error is already reported).
+
+    Whatever reads it stays quiet, so one mistake gives one error, not a cascade."""
+
+    def __repr__(self) -> str:
+        return "<invalid>"
+
+
+INVALID = _Invalid()
+
+
+def dedupe(diagnostics: list[Diagnostic]) -> list[Diagnostic]:
+    """One error per source position: the first (most specific) one reported there."""
+    seen, out = set(), []
+    for d in diagnostics:
+        key = str(d.loc) if d.loc and d.loc.line else d.message
+        if key not in seen:
+            seen.add(key)
+            out.append(d)
+    return out
+
+
 @dataclass(frozen=True)
 class Ref:
     """A reference to a value: a node or graph input, optionally one named output of it."""
@@ -92,7 +115,8 @@ class Node:
     shared: Node | None = None  # the earlier node whose module this one reuses
     tie: dict[str, str] = field(default_factory=dict)  # param name -> "node.path.param" in the network
     init: dict[str, Any] = field(default_factory=dict)
-    arg_locs: dict[str, Loc] = field(default_factory=dict)
+    arg_locs: dict[str, Loc] = field(default_factory=dict)  # where each argument's value is
+    arg_key_locs: dict[str, Loc] = field(default_factory=dict)  # ... and its key
 
 
 @dataclass
@@ -104,6 +128,7 @@ class Graph:
     nodes: list[Node]
     outputs: dict[str, Ref]
     loc: Loc | None = None
+    input_locs: dict[str, Loc] = field(default_factory=dict)
 
     def node(self, name: str) -> Node | None:
         return next((n for n in self.nodes if n.name == name), None)

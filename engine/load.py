@@ -111,28 +111,64 @@ def load_text(text: str, file: str) -> Any:
     try:
         data = loader.get_single_data()
     except yaml.MarkedYAMLError as err:
-        mark = err.problem_mark or err.context_mark
-        loc = Loc(file, mark.line + 1, mark.column + 1) if mark else Loc(file)
-        raise SpecError([Diagnostic(f"invalid YAML: {err.problem or err}", loc,
-                                    hint=_yaml_hint(err))]) from None
+        raise SpecError([_yaml_error(err, text, file)]) from None
     except yaml.YAMLError as err:
         raise SpecError([Diagnostic(f"invalid YAML: {err}", Loc(file))]) from None
     finally:
         loader.dispose()
     if loader.problems:
+        for problem in loader.problems:
+            problem.path = _path_of(data, problem.loc)
         raise SpecError(loader.problems)
     return data
 
 
-def _yaml_hint(err: yaml.MarkedYAMLError) -> str:
-    problem = str(err.problem or "")
-    if "tab" in problem:
-        return "indent with spaces, not tabs"
-    if "mapping values" in problem:
-        return "quote values that contain ': ' or start a nested mapping on its own line"
-    if "expected" in problem and "end" in problem:
-        return "check for an unclosed bracket or brace"
-    return "check the indentation and brackets around this position"
+def _yaml_error(err: yaml.MarkedYAMLError, text: str, file: str) -> Diagnostic:
+    """A parser error at the place to fix: an unclosed bracket where it opens, a tab where it is."""
+    problem, context = str(err.problem or err), str(err.context or "")
+    mark = err.problem_mark or err.context_mark
+    lines = text.splitlines()
+    if mark and mark.line < len(lines) and "\t" in lines[mark.line][:mark.column + 1]:
+        col = lines[mark.line].index("\t")
+        return Diagnostic("invalid YAML: a tab character", Loc(file, mark.line + 1, col + 1),
+                          hint="indent with spaces, not tabs")
+    if err.context_mark and "flow" in context and "did not find expected" in problem:
+        opened = err.context_mark
+        kind = context.removeprefix("while parsing a ")
+        return Diagnostic(f"invalid YAML: this {kind} is never closed ({problem} at line "
+                          f"{mark.line + 1})", Loc(file, opened.line + 1, opened.column + 1),
+                          hint="unclosed bracket: close it with the matching ] or }")
+    loc = Loc(file, mark.line + 1, mark.column + 1) if mark else Loc(file)
+    hint = ("quote values that contain ': ' or start a nested mapping on its own line"
+            if "mapping values" in problem else
+            "check the indentation and brackets around this position")
+    return Diagnostic(f"invalid YAML: {problem}", loc, hint=hint)
+
+
+def _path_of(data: Any, loc: Loc, prefix: tuple = ()) -> str:
+    """The node path of the mapping entry written at `loc` (graph and block keys left out)."""
+    if isinstance(data, LocDict):
+        for key, value in data.items():
+            here = (*prefix, str(key))
+            if data.key_loc(key) == loc:
+                return _node_part(here)
+            found = _path_of(value, loc, here)
+            if found:
+                return found
+    elif isinstance(data, LocList):
+        for i, value in enumerate(data):
+            found = _path_of(value, loc, (*prefix, str(i)))
+            if found:
+                return found
+    return ""
+
+
+_STRUCTURE = {"graph", "nodes", "networks", "blocks", "seq", "args"}
+
+
+def _node_part(keys: tuple) -> str:
+    # `graph.layer1.seq.0.conv` -> `layer1.0.conv`: the path as nodes are named
+    return ".".join(k for k in keys if k not in _STRUCTURE)
 
 
 def load_file(path: str | Path) -> Any:

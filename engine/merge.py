@@ -8,6 +8,7 @@ files under its own folder or the bundled `specs/` folder.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -41,22 +42,26 @@ def load_merged(path: Path, overrides: dict[str, Any] | None = None) -> LocDict:
     return doc
 
 
-def _load_chain(path: Path, roots: tuple[Path, ...], chain: list[Path]) -> LocDict:
+def _load_chain(path: Path, roots: tuple[Path, ...], chain: list[Path],
+                via: Loc | None = None) -> LocDict:
+    """Load `path` and what it extends; `via` is the `extends:`/`include:` that asked for it."""
     resolved = path.resolve()
     if resolved in chain:
         loop = " -> ".join(p.name for p in [*chain, resolved])
-        raise SpecError([Diagnostic(f"extends loop: {loop}", Loc(str(path)),
+        raise SpecError([Diagnostic(f"extends loop: {loop}", via or Loc(str(path)),
                                     hint="remove one `extends:` so the chain ends")])
     doc = load_file(path)
     if not isinstance(doc, LocDict):
         raise SpecError([Diagnostic("a spec must be a YAML mapping (name:, graph:, ...)",
-                                    Loc(str(path), 1, 1))])
+                                    getattr(doc, "loc", Loc(str(path), 1, 1)),
+                                    hint="write `name: ...`, `inputs: ...`, `graph: ...` at the top")])
     for lib in _as_list(doc.get("include", [])):
-        lib_doc = _load_chain(_target(doc, "include", lib, path, roots), roots, [*chain, resolved])
+        lib_doc = _load_chain(_target(doc, "include", lib, path, roots), roots, [*chain, resolved],
+                              doc.value_loc("include"))
         doc = _merge_blocks(lib_doc, doc)
     if "extends" in doc:
         base = _load_chain(_target(doc, "extends", doc["extends"], path, roots), roots,
-                           [*chain, resolved])
+                           [*chain, resolved], doc.key_loc("extends"))
         doc = deep_merge(base, doc)
         doc.pop("extends", None)
     return doc
@@ -67,10 +72,10 @@ def _target(doc: LocDict, key: str, name: Any, path: Path, roots) -> Path:
     if not isinstance(name, str):
         raise SpecError([Diagnostic(f"`{key}:` must name a spec file", loc,
                                     hint=f"write `{key}: resnet50.yaml`")])
-    target = (path.parent / name).resolve()
+    target = Path(os.path.relpath((path.parent / name).resolve()))
     if not target.exists() and (SPECS_DIR / name).exists():
-        target = (SPECS_DIR / name).resolve()
-    if not any(target.is_relative_to(root) for root in roots):
+        target = SPECS_DIR / name
+    if not any(target.resolve().is_relative_to(root) for root in roots):
         raise SpecError([Diagnostic(f"`{key}: {name}` reaches outside the spec's folder", loc,
                                     hint="specs may only use files beside them or bundled specs")])
     if not target.exists():
@@ -106,8 +111,11 @@ def deep_merge(base: Any, over: Any) -> Any:
 
 def _delete(out: LocDict, key: Any, over: LocDict) -> None:
     if key not in out:
-        raise SpecError([Diagnostic(f"`{key}: !delete` but nothing named '{key}' is inherited",
-                                    over.key_loc(key), hint="check the name in the base spec")])
+        from blocks.registry import suggest
+        raise SpecError([Diagnostic(
+            f"`{key}: !delete` but nothing named '{key}' is inherited", over.key_loc(key),
+            str(key), suggest(str(key), [str(k) for k in out]) or
+            f"the base has: {', '.join(map(str, out)) or 'nothing here'}")])
     del out[key]
 
 

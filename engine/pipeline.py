@@ -11,7 +11,7 @@ from typing import Any
 from torch import nn
 
 from engine.build import build as build_modules
-from engine.ir import Spec, SpecError
+from engine.ir import Spec, SpecError, dedupe
 from engine.merge import find_spec, load_merged, parse_overrides
 from engine.resolve import resolve
 from engine.shapes import Shaped, infer_shapes
@@ -25,7 +25,7 @@ def resolve_spec(spec: str | Path, overrides: list[str] | dict | None = None) ->
         overrides = parse_overrides(list(overrides))
     doc = load_merged(path, overrides)
     resolved, errors = resolve(doc, str(path))
-    errors += validate(resolved)
+    errors = dedupe(errors + validate(resolved))
     if errors:
         raise SpecError(errors)
     return resolved

@@ -8,11 +8,12 @@ Errors are collected per node; resolution carries on so that one run reports the
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from blocks.registry import lookup, suggest
-from engine.expr import ExprError, NeedsShape, evaluate_value, is_expression, source_of
-from engine.ir import Deferred, Diagnostic, Graph, Loc, Node, Ref, Spec
+from engine.expr import ExprError, NeedsShape, Poisoned, evaluate_value, is_expression, source_of
+from engine.ir import INVALID, Deferred, Diagnostic, Graph, Loc, Node, Ref, Spec
 from engine.load import LocDict, LocList
 
 NODE_KEYS = {"op", "in", "repeat", "names", "args", "first", "last", "when", "seq", "graph",
@@ -54,17 +55,24 @@ class _Resolver:
                     multi=isinstance(nets, dict))
 
     def network(self, name: str, defn: LocDict, scope: dict, path: str) -> Graph:
-        inputs = {k: self.shape(v, scope, defn.get("inputs").value_loc(k), path)
-                  for k, v in (defn.get("inputs") or {}).items()}
+        declared = defn.get("inputs") or {}
+        inputs = {k: self.shape(v, scope, declared.value_loc(k), path) for k, v in declared.items()}
         graph = defn.get("graph")
         if not isinstance(graph, dict):
-            self.error("a network needs a `graph:` mapping of nodes", defn.loc, path,
-                       "write graph: {conv1: {op: conv, out: 64, k: 3}, ...}")
+            near = [k for k in defn if isinstance(k, str) and "'graph'" in suggest(k, ["graph"])]
+            if near:
+                self.error(f"unknown key '{near[0]}'", defn.key_loc(near[0]), "",
+                           "did you mean 'graph'?")
+            else:
+                self.error("a network needs a `graph:` mapping of nodes", defn.loc, path,
+                           "write graph: {conv1: {op: conv, out: 64, k: 3}, ...}")
             graph = {}
         first = next(iter(inputs), DEFAULT_INPUT)
         nodes = self.nodes(graph, scope, path, first)
         outputs = self.outputs(defn, nodes, first, path)
-        return Graph(name, inputs, nodes, outputs, defn.loc)
+        graph_ir = Graph(name, inputs, nodes, outputs, defn.loc)
+        graph_ir.input_locs = {k: declared.value_loc(k) for k in declared}
+        return graph_ir
 
     def shape(self, dims: Any, scope: dict, loc: Loc, path: str) -> list | dict:
         if isinstance(dims, dict):  # {shape: [B, T], dtype: long}
@@ -96,33 +104,42 @@ class _Resolver:
 
     # ---- params and values ----------------------------------------------------------------
     def bind_params(self, decls: Any, args: dict, outer: dict, loc: Loc, path: str,
-                    arg_locs: dict | None = None) -> dict:
-        """Bind declared params (`name: type` required, `name: default`) to call arguments."""
+                    arg_locs: dict | None = None, key_locs: dict | None = None) -> dict:
+        """Bind declared params (`name: type` required, `name: default`) to call arguments.
+
+        `loc` is where the call is written: errors about its arguments point there."""
         scope = dict(outer)
         if not isinstance(decls, dict):
             self.error("`params:` must be a mapping of name: default", loc, path)
             return scope
+        misspelt = set()
         for name in args:
             if name not in decls:
-                self.error(f"unknown argument '{name}'", (arg_locs or {}).get(name, loc), path,
-                           suggest(name, decls) or f"this block takes: {', '.join(decls) or 'none'}")
+                close = suggest(name, decls)
+                misspelt.update(n for n in decls if f"'{n}'" in close)
+                self.error(f"unknown argument '{name}'", (key_locs or {}).get(name, loc), path,
+                           close or f"this block takes: {', '.join(decls) or 'none'}")
         for name, decl in decls.items():
-            scope[name] = self.bind_one(name, decl, args, scope, decls, loc, path, arg_locs)
+            scope[name] = self.bind_one(name, decl, args, scope, decls, loc, path, arg_locs,
+                                        quiet=name in misspelt)
         return scope
 
-    def bind_one(self, name, decl, args, scope, decls, loc, path, arg_locs) -> Any:
+    def bind_one(self, name, decl, args, scope, decls, loc, path, arg_locs, quiet=False) -> Any:
         at = (arg_locs or {}).get(name, loc)
         if name in args:
             value = args[name]
             expected = TYPES.get(decl) if isinstance(decl, str) else None
-            if expected and not isinstance(value, Deferred) and (
+            if expected and value is not INVALID and not isinstance(value, Deferred) and (
                     not isinstance(value, expected) or (decl != "bool" and isinstance(value, bool))):
-                self.error(f"argument '{name}' must be {decl}, got {value!r}", at, path)
+                self.error(f"argument '{name}' must be {decl}, got {value!r}", at, path,
+                           f"write {name}: <{decl}>")
+                return INVALID
             return value
         if isinstance(decl, str) and decl in TYPES:
-            self.error(f"missing required argument '{name}' ({decl})", loc, path,
-                       f"add {name}: <{decl}> to the node's arguments")
-            return None
+            if not quiet:  # a misspelt argument already explains why this one is missing
+                self.error(f"missing required argument '{name}' ({decl})", loc, path,
+                           f"add {name}: <{decl}> to the node's arguments")
+            return INVALID
         where = decls.value_loc(name) if isinstance(decls, LocDict) else loc
         return self.value(decl, scope, where, path)
 
@@ -136,6 +153,8 @@ class _Resolver:
             return raw
         try:
             return evaluate_value(raw, {**scope, "input": NeedsShape})
+        except Poisoned:
+            return INVALID  # built from a value whose error is already reported
         except NeedsShape:
             if shape_ok:
                 return Deferred(source_of(raw), dict(scope), loc)
@@ -143,7 +162,7 @@ class _Resolver:
                        "use `input.` only in a node's arguments or `when:`")
         except ExprError as err:
             self.error(str(err), loc, path, err.hint)
-        return None
+        return INVALID
 
     # ---- nodes ------------------------------------------------------------------------------
     def nodes(self, mapping: dict, scope: dict, path: str, first: str) -> list[Node]:
@@ -169,13 +188,13 @@ class _Resolver:
         if not isinstance(raw, LocDict):
             self.error(f"node '{name}' must be a mapping such as {{op: relu}}", loc, full)
             return Node(name, "?", "error", default_in, loc=loc, path=full)
-        loc = raw.loc
+        loc = loc or raw.loc  # errors about the node point at its name
         inputs = self.refs(raw.get("in"), raw, full) if "in" in raw else default_in
         when = self.value(raw.get("when", True), scope, raw.value_loc("when"), full, True)
-        if "when" in raw and not isinstance(when, Deferred) and not when:
+        if "when" in raw and not isinstance(when, Deferred) and not when and when is not INVALID:
             return Node(name, "pass", "pass", inputs, loc=loc, path=full)
-        node = self.body_node(name, raw, scope, full, inputs)
-        node.when, node.share = when, raw.get("share")
+        node = self.body_node(name, raw, scope, full, inputs, loc=loc)
+        node.when, node.share = (True if when is INVALID else when), raw.get("share")
         node.init = self.value(raw.get("init", {}), scope, raw.value_loc("init"), full)
         node.tie = raw.get("tie") or {}
         return node
@@ -203,7 +222,13 @@ class _Resolver:
         return [parse_ref(v) for v in items]
 
     def body_node(self, name: str, raw: LocDict, scope: dict, path: str,
-                  inputs: list[Ref], extra: dict | None = None) -> Node:
+                  inputs: list[Ref], extra: dict | None = None, loc: Loc | None = None) -> Node:
+        node = self.body_node_at(name, raw, scope, path, inputs, extra, loc or raw.loc)
+        node.loc = loc or node.loc
+        return node
+
+    def body_node_at(self, name: str, raw: LocDict, scope: dict, path: str,
+                     inputs: list[Ref], extra: dict | None, loc: Loc) -> Node:
         if "repeat" in raw:
             return self.repeat(name, raw, scope, path, inputs)
         if "seq" in raw:
@@ -213,27 +238,29 @@ class _Resolver:
         op = raw.get("op")
         if is_expression(op):  # an op chosen by a param: `op: $act`
             op = self.value(op, scope, raw.value_loc("op"), path)
-        return self.call(name, raw, scope, path, inputs, op, extra)
+        return self.call(name, raw, scope, path, inputs, op, extra, loc)
 
     def call(self, name: str, raw: LocDict, scope: dict, path: str, inputs: list[Ref],
-             op: Any, extra: dict | None = None) -> Node:
+             op: Any, extra: dict | None, loc: Loc) -> Node:
         args = self.args(raw, scope, path, extra)
-        arg_locs = {k: raw.value_loc(k) for k in raw if k not in NODE_KEYS}
-        arg_locs.update({k: raw["args"].value_loc(k) for k in raw.get("args") or {}
-                         if isinstance(raw.get("args"), LocDict)})
+        arg_locs = _arg_locs(raw, "value_loc")
+        key_locs = _arg_locs(raw, "key_loc")
         if op is None and "share" in raw:
-            return Node(name, "?", "prim", inputs, args, raw.loc, path, arg_locs=arg_locs)
+            return Node(name, "?", "prim", inputs, args, loc, path, arg_locs=arg_locs,
+                        arg_key_locs=key_locs)
         if not isinstance(op, str):
-            self.error("node has no `op:`", raw.loc, path,
+            self.error("node has no `op:`", loc, path,
                        "add op: <block name> (see `engine blocks`), or seq:/graph:/repeat:")
-            return Node(name, "?", "error", inputs, loc=raw.loc, path=path)
+            return Node(name, "?", "error", inputs, loc=loc, path=path)
         if op in self.blocks:
-            return self.instantiate(name, op, args, scope, path, inputs, raw.loc, arg_locs)
+            return self.instantiate(name, op, args, scope, path, inputs, loc, arg_locs,
+                                    key_locs)
         info = lookup(op)
         kind = info.kind if info else "prim"
         if info is not None and info.inputs == 0 and "in" not in raw:
             inputs = []  # a source node (a learned tensor) takes nothing by default
-        return Node(name, op, kind, inputs, args, raw.loc, path, arg_locs=arg_locs)
+        return Node(name, op, kind, inputs, args, loc, path, arg_locs=arg_locs,
+                    arg_key_locs=key_locs)
 
     def args(self, raw: LocDict, scope: dict, path: str, extra: dict | None) -> dict:
         merged = {k: v for k, v in raw.items() if k not in NODE_KEYS}
@@ -242,7 +269,7 @@ class _Resolver:
         merged.update(extra or {})
         return {k: self.value(v, scope, _arg_loc(raw, k), path, True) for k, v in merged.items()}
 
-    def instantiate(self, name, op, args, scope, path, inputs, loc, arg_locs) -> Node:
+    def instantiate(self, name, op, args, scope, path, inputs, loc, arg_locs, key_locs) -> Node:
         """A spec-defined block: bind its params, then resolve its nodes in the new scope."""
         block = self.blocks[op]
         if not isinstance(block, LocDict):
@@ -252,9 +279,8 @@ class _Resolver:
             self.error(f"arguments of block '{op}' cannot depend on the upstream shape", loc,
                        path, "compute shape-dependent values inside the block's nodes instead")
         globals_ = {k: v for k, v in scope.items() if k in (self.doc.get("params") or {})}
-        inner = self.bind_params(block.get("params") or {}, args, globals_,
-                                 block.value_loc("params") if "params" in block else loc,
-                                 path, arg_locs)
+        inner = self.bind_params(block.get("params") or {}, args, globals_, loc, path, arg_locs,
+                                 key_locs)
         names = block.get("inputs") or [DEFAULT_INPUT]
         names = names if isinstance(names, list) else [names]
         nodes = self.nodes(block.get("nodes") or {}, inner, path, names[0])
@@ -264,7 +290,9 @@ class _Resolver:
 
     def repeat(self, name: str, raw: LocDict, scope: dict, path: str, inputs: list[Ref]) -> Node:
         count = self.value(raw["repeat"], scope, raw.value_loc("repeat"), path)
-        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+        if count is INVALID:
+            count = 0
+        elif not isinstance(count, int) or isinstance(count, bool) or count < 0:
             self.error(f"`repeat:` must be a count >= 0, got {count!r}", raw.value_loc("repeat"),
                        path, "write repeat: 3 or repeat: ${depths[0]}")
             count = 0
@@ -292,6 +320,11 @@ class _Resolver:
         if "names" not in raw:
             return str(i)
         value = self.value(raw["names"], scope, raw.value_loc("names"), path)
+        if value is INVALID or not re.fullmatch(r"\w+", str(value)):
+            if value is not INVALID:
+                self.error(f"repeat child name {value!r} must be letters, digits and _",
+                           raw.value_loc("names"), path, 'write names: "layer_${i}"')
+            return str(i)
         return str(value)
 
     def overrides(self, raw: LocDict, key: str, active: bool, scope: dict, path: str) -> dict:
@@ -346,6 +379,15 @@ class _Resolver:
         body = Graph(name, {DEFAULT_INPUT: None}, nodes,
                      self.outputs(raw, nodes, DEFAULT_INPUT, path), raw.loc)
         return Node(name, "graph", "graph", inputs, {}, raw.loc, path, body=body)
+
+
+def _arg_locs(raw: LocDict, which: str) -> dict[str, Loc]:
+    """Where each argument of a node is written (`which`: key_loc or value_loc)."""
+    locs = {k: getattr(raw, which)(k) for k in raw if k not in NODE_KEYS}
+    args = raw.get("args")
+    if isinstance(args, LocDict):
+        locs.update({k: getattr(args, which)(k) for k in args})
+    return locs
 
 
 def parse_ref(text: str) -> Ref:

@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 from blocks.registry import IN_SIZE, BlockInfo, lookup
-from engine.expr import ExprError, evaluate
-from engine.ir import Deferred, Diagnostic, Graph, Node, Ref, Spec, TensorInfo
+from engine.expr import ExprError, Poisoned, evaluate
+from engine.ir import INVALID, Deferred, Diagnostic, Graph, Node, Ref, Spec, TensorInfo
 from engine.walk import iter_nodes
 
 DEFAULT_DIMS = {"B": 1}
@@ -68,7 +68,8 @@ class _ShapeRun:
             dims = dims.get("shape") if isinstance(dims, dict) else dims
             if not isinstance(getattr(torch, dtype, None), torch.dtype):
                 self.errors.append(Diagnostic(f"input '{name}' has unknown dtype '{dtype}'",
-                                              graph.loc, graph.name, "use float32, long, bool ..."))
+                                              graph.input_locs.get(name, graph.loc), "",
+                                              "use float32, long, bool ..."))
                 continue
             sizes = [self.dims.get(d) if isinstance(d, str) else d for d in dims or []]
             if any(not isinstance(s, int) or s < 0 for s in sizes) or not dims:
@@ -76,7 +77,7 @@ class _ShapeRun:
                 hint = (f"give {', '.join(unbound)} a size: dims: {{{unbound[0]}: 32}} or "
                         f"--set dims.{unbound[0]}=32") if unbound else "use sizes >= 0"
                 self.errors.append(Diagnostic(f"input '{name}' has no concrete shape: {dims}",
-                                              graph.loc, graph.name, hint))
+                                              graph.input_locs.get(name, graph.loc), "", hint))
                 continue
             out[name] = TensorInfo(tuple(sizes), len(sizes) == 4, dtype)
         return out
@@ -132,6 +133,8 @@ class _ShapeRun:
         if isinstance(node.when, Deferred):
             try:
                 node.when = bool(_concrete(node.when, inputs))
+            except Poisoned:
+                node.when = True  # its error is already reported
             except ExprError as err:
                 self.error(node, f"in `when:`: {err}", err.hint)
                 return None
@@ -176,10 +179,13 @@ class _ShapeRun:
 
     def evaluate_args(self, node: Node, inputs: list[TensorInfo]) -> dict | None:
         try:
-            return {k: _concrete(v, inputs) for k, v in node.args.items()}
+            args = {k: _concrete(v, inputs) for k, v in node.args.items()}
+        except Poisoned:
+            return None  # built from a value whose error is already reported
         except ExprError as err:
             self.error(node, str(err), err.hint)
             return None
+        return None if any(v is INVALID for v in args.values()) else args
 
     def check_inputs(self, node: Node, info: BlockInfo, inputs: list[TensorInfo]) -> bool:
         if info.in_dim is None or not inputs:
@@ -234,9 +240,7 @@ class _ShapeRun:
         try:
             out = module(*tensors)
         except Exception as err:  # PyTorch's complaint, re-reported against the spec node
-            shapes = ", ".join(str(list(i.shape)) for i in inputs)
-            self.error(node, f"shape error in '{node.op}' with input shape(s) {shapes}: "
-                             f"{_first_line(err)}", _shape_hint(node.op))
+            self.error(node, _shape_message(node, inputs, err), _shape_hint(node.op))
             return None
         outs = out if isinstance(out, tuple) else (out,)
         layout = info.layout if info.layout is not None else bool(inputs and
@@ -252,6 +256,13 @@ def _concrete(value, inputs: list[TensorInfo]):
     if isinstance(value, list):
         return [_concrete(v, inputs) for v in value]
     return value
+
+
+def _shape_message(node: Node, inputs: list[TensorInfo], err: Exception) -> str:
+    shapes = ", ".join(f"{ref} {list(i.shape)}" for ref, i in zip(node.inputs, inputs))
+    if len(inputs) > 1:  # a merge: the shapes say it all, PyTorch's wording adds nothing
+        return f"shape mismatch in '{node.op}': inputs {shapes}"
+    return f"shape error in '{node.op}' with input {shapes}: {_first_line(err)}"
 
 
 def _first_line(err: Exception) -> str:

@@ -14,7 +14,7 @@ import networkx as nx
 from torch import nn
 
 from blocks.registry import IN_SIZE, all_blocks, check_type, lookup, suggest, type_name
-from engine.ir import Deferred, Diagnostic, Graph, Loc, Node, Spec
+from engine.ir import INVALID, Deferred, Diagnostic, Graph, Loc, Node, Spec, dedupe
 from engine.load import LocDict, LocList
 from engine.schema import dispatching_validator
 from engine.walk import iter_nodes
@@ -31,7 +31,7 @@ def validate(spec: Spec) -> list[Diagnostic]:
             if node.body is not None:
                 errors += graph_rules(node.body, user_blocks)
     errors += list(check_schema(spec.doc))
-    return _dedupe(errors)
+    return dedupe(errors)
 
 
 def graph_rules(graph: Graph, user_blocks: set[str]) -> list[Diagnostic]:
@@ -73,9 +73,13 @@ def check_cycles(graph: Graph) -> Iterator[Diagnostic]:
     except nx.NetworkXNoCycle:
         cycle = None
     if cycle:
-        loop = " -> ".join([cycle[0][0], *(b for _, b in cycle)])
-        first = graph.node(cycle[0][1])
-        yield Diagnostic(f"cycle: {loop}", first.loc, first.path,
+        # blame the node whose `in:` names a node below it: that edge closes the loop
+        src, dst = next((e for e in cycle if order[e[0]] > order[e[1]]), cycle[0])
+        start = [i for i, e in enumerate(cycle) if e[1] == dst][0]
+        ordered = cycle[start + 1:] + cycle[:start + 1]
+        loop = " -> ".join([dst, *(b for _, b in ordered)])
+        node = graph.node(dst)
+        yield Diagnostic(f"cycle: {loop} (through `in: {src}`)", node.loc, node.path,
                          "a node may only take inputs from nodes above it")
         return
     for node in graph.nodes:
@@ -99,11 +103,15 @@ def check_args(node: Node, user_blocks: set[str]) -> Iterator[Diagnostic]:
     declared = info.args
     for name, value in node.args.items():
         loc = node.arg_locs.get(name, node.loc)
+        if value is INVALID or isinstance(value, list) and INVALID in value:
+            continue  # its error is already reported
         if name == IN_SIZE:
-            yield Diagnostic(f"'{IN_SIZE}' is inferred from the input shape", loc, node.path,
+            yield Diagnostic(f"'{IN_SIZE}' is inferred from the input shape",
+                             node.arg_key_locs.get(name, loc), node.path,
                              f"remove {IN_SIZE}:")
         elif name not in declared:
-            yield Diagnostic(f"unknown argument '{name}' for op '{node.op}'", loc, node.path,
+            yield Diagnostic(f"unknown argument '{name}' for op '{node.op}'",
+                             node.arg_key_locs.get(name, loc), node.path,
                              suggest(name, [a for a in declared if a != IN_SIZE]) or
                              f"'{node.op}' takes: {', '.join(a for a in declared if a != IN_SIZE)}")
         elif not isinstance(value, Deferred) and not _deferred_inside(value) and \
@@ -170,14 +178,16 @@ def check_schema(doc: LocDict) -> Iterator[Diagnostic]:
         loc, key = _locate(doc, list(leaf.absolute_path))
         if leaf.validator == "additionalProperties":
             extra = [k for k in leaf.instance if k not in leaf.schema.get("properties", {})]
-            where = _locate(doc, [*leaf.absolute_path, extra[0]])[0] if extra else loc
+            where = _key_loc(doc, [*leaf.absolute_path], extra[0]) if extra else loc
             allowed = [k for k in leaf.schema.get("properties", {})]
             yield Diagnostic(f"unknown key '{extra[0] if extra else '?'}'", where,
                              ".".join(map(str, leaf.absolute_path)),
                              suggest(str(extra[0]), allowed) if extra else "")
         else:
-            yield Diagnostic(f"{key or 'spec'}: {leaf.message}", loc,
-                             ".".join(map(str, leaf.absolute_path)))
+            path = list(leaf.absolute_path)
+            if isinstance(leaf.instance, dict) and path:  # a node: point at its name
+                loc = _key_loc(doc, path[:-1], path[-1])
+            yield Diagnostic(f"{key or 'spec'}: {leaf.message}", loc, ".".join(map(str, path)))
 
 
 def _best(err: jsonschema.ValidationError) -> jsonschema.ValidationError:
@@ -196,19 +206,17 @@ def _locate(doc, path: list) -> tuple[Loc, str]:
     return loc, key
 
 
+def _key_loc(doc, path: list, key) -> Loc:
+    """Where `key` is written inside the mapping at `path` (the key itself, not its value)."""
+    node = doc
+    for part in path:
+        node = node[part] if isinstance(node, (dict, list)) else node
+    return node.key_loc(key) if isinstance(node, LocDict) else _locate(doc, [*path, key])[0]
+
+
 def _plain(value):
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_plain(v) for v in value]
     return value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
-
-
-def _dedupe(errors: list[Diagnostic]) -> list[Diagnostic]:
-    seen, out = set(), []
-    for d in errors:
-        key = str(d.loc) if d.loc and d.loc.line else d.message
-        if key not in seen:
-            seen.add(key)
-            out.append(d)
-    return out

@@ -86,7 +86,7 @@ def test_errors_exit_1_with_location_and_no_traceback(spec_file):
     result = subprocess.run([sys.executable, "-m", "engine.cli", "build", str(path)],
                             capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 1
-    assert f"{path}:3:9: error in node 'conv': unknown op 'convv'" in result.stderr
+    assert f"{path}:3:3: error in node 'conv': unknown op 'convv'" in result.stderr
     assert "did you mean 'conv'" in result.stderr and "Traceback" not in result.stderr
 
 

@@ -325,3 +325,17 @@ def test_compiled_module_works_with_torch_export(build_text):
     x = torch.randn(2, 3, 8, 8)
     exported = torch.export.export(m, (x,))
     torch.testing.assert_close(exported.module()(x), m(x))
+
+
+def test_compiled_module_traces_with_torch_compile(build_text):
+    m = build_text("""
+        inputs: {x: [B, 4]}
+        graph:
+          fc: {op: linear, out: 3}
+          act: gelu
+          halves: {op: chunk, chunks: 3, dim: 1}
+          out: {op: add, in: [halves.0, halves.2]}
+    """)
+    x = torch.randn(2, 4)
+    compiled = torch.compile(m, backend="eager", fullgraph=True)  # dynamo must trace it whole
+    torch.testing.assert_close(compiled(x), m(x))
