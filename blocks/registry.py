@@ -73,7 +73,7 @@ def register(name: str, **info: Any):
     return wrap
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def block_args(cls: type) -> dict[str, Arg]:
     """The typed keyword arguments of a block constructor, in declaration order."""
     hints = typing.get_type_hints(cls.__init__)

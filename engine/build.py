@@ -50,8 +50,20 @@ def build(shaped: Shaped, device: str = "cpu") -> nn.Module:
     root.to_empty(device=device)
     initialize(root, shaped)
     for name, graph in spec.networks.items():
-        _apply_ties(nets[name], graph, f"{name}." if spec.multi else "")
+        prefix = f"{name}." if spec.multi else ""
+        _apply_ties(nets[name], graph, prefix)
+        _apply_freeze(nets[name], graph, prefix)
     return root
+
+
+def _apply_freeze(net: nn.Module, graph: Graph, prefix: str) -> None:
+    for node in iter_nodes(graph):
+        if node.freeze:
+            target = net.get_submodule(node.path[len(prefix):]) if node.kind != "param" else None
+            params = target.parameters() if target is not None else [
+                net.get_parameter(node.path[len(prefix):])]
+            for p in params:
+                p.requires_grad_(False)
 
 
 def _apply_ties(net: nn.Module, graph: Graph, prefix: str) -> None:

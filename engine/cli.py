@@ -64,6 +64,31 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--depth", type=int, default=2, help="nesting depth of the table (default 2)")
     r = command("resolve", cmd_resolve, "print the fully resolved spec")
     r.add_argument("--json", action="store_true", help="JSON instead of YAML")
+    s = command("summary", cmd_summary, "per-node shapes, parameters and MACs, with totals "
+                "and an activation-memory estimate (no weights allocated)")
+    s.add_argument("--depth", type=int, default=2, help="nesting depth of the table (default 2)")
+    s.add_argument("--batch", type=int, default=1, help="batch size for activation memory")
+    s.add_argument("--json", action="store_true", help="JSON instead of a table")
+    r = command("render", cmd_render, "draw the architecture as a diagram (Graphviz)")
+    r.add_argument("-o", "--output", required=True, help="output file")
+    r.add_argument("--format", choices=["svg", "png", "pdf", "dot"],
+                   help="default: from the output file's extension")
+    r.add_argument("--depth", type=int, default=2, help="levels of blocks drawn open (default 2)")
+    r.add_argument("--expand", nargs="*", default=[], metavar="PATH",
+                   help="also open these nodes (repeats stay collapsed otherwise)")
+    d = command("diff", cmd_diff, "structural diff of two specs, with a weight-transfer report",
+                None)
+    d.add_argument("a", help="the old spec (path or bundled name)")
+    d.add_argument("b", help="the new spec")
+    d.add_argument("--set-a", dest="overrides_a", action="append", default=[], metavar="K=V")
+    d.add_argument("--set-b", dest="overrides_b", action="append", default=[], metavar="K=V")
+    d.add_argument("--json", action="store_true", help="JSON instead of text")
+    d.add_argument("--render", metavar="FILE", help="also draw the diff on one diagram")
+    c = command("codegen", cmd_codegen, "write a standalone PyTorch source file of the model")
+    c.add_argument("-o", "--output", required=True, help="the .py file to write")
+    e = command("export", cmd_export, "export through PyTorch's exporters (ONNX, torch.export)")
+    e.add_argument("--format", choices=["onnx", "torch-export"], required=True)
+    e.add_argument("-o", "--output", required=True, help="the file to write")
     command("blocks", cmd_blocks, "list every primitive block with its arguments and docs", None)
     command("schema", cmd_schema, "print the JSON Schema of specs (for editors)", None)
     command("list", cmd_list, "list the bundled specs", None)
@@ -88,14 +113,58 @@ def cmd_validate(args) -> int:
 def cmd_build(args) -> int:
     from engine.build import build
     from engine.pipeline import analyze
-    from engine.table import format_table
+    from engine.summary import format_summary, summarize
     start = time.perf_counter()
     shaped = analyze(args.spec, args.overrides)
     model = build(shaped)
     seconds = time.perf_counter() - start
+    print(format_summary(summarize(shaped, args.depth)))
     total = sum(p.numel() for p in model.parameters())
-    print(format_table(shaped, args.depth, total))
-    print(f"built {shaped.spec.name} in {seconds:.2f} s")
+    print(f"\nbuilt {shaped.spec.name}: {total:,} parameters in {seconds:.2f} s")
+    return 0
+
+
+def cmd_summary(args) -> int:
+    from engine.pipeline import analyze
+    from engine.summary import format_summary, summarize, summary_json
+    summary = summarize(analyze(args.spec, args.overrides), args.depth, args.batch)
+    print(json.dumps(summary_json(summary), indent=2) if args.json else format_summary(summary))
+    return 0
+
+
+def cmd_render(args) -> int:
+    from engine.pipeline import analyze
+    from engine.render import render_to_file
+    shaped = analyze(args.spec, args.overrides)
+    path = render_to_file(shaped, args.output, args.format, args.depth, args.expand)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_diff(args) -> int:
+    from engine.diff import diff_json, diff_specs, format_diff
+    from engine.pipeline import analyze
+    a, b = analyze(args.a, args.overrides_a), analyze(args.b, args.overrides_b)
+    result = diff_specs(a, b)
+    print(json.dumps(diff_json(result), indent=2) if args.json else format_diff(result))
+    if args.render:
+        from engine.render import render_diff_to_file
+        print(f"wrote {render_diff_to_file(result, a, b, args.render)}", file=sys.stderr)
+    return 0
+
+
+def cmd_codegen(args) -> int:
+    from engine.codegen import write_codegen
+    from engine.pipeline import analyze
+    path = write_codegen(analyze(args.spec, args.overrides), args.output)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from engine.export import export_spec
+    path = export_spec(args.spec, args.overrides, args.format, args.output)
+    print(f"wrote {path}")
     return 0
 
 

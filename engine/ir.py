@@ -115,6 +115,8 @@ class Node:
     shared: Node | None = None  # the earlier node whose module this one reuses
     tie: dict[str, str] = field(default_factory=dict)  # param name -> "node.path.param" in the network
     init: dict[str, Any] = field(default_factory=dict)
+    repeat: int = 0  # for a `repeat:` node, how many times its op is applied
+    freeze: bool = False  # parameters under this node are not trained (requires_grad False)
     arg_locs: dict[str, Loc] = field(default_factory=dict)  # where each argument's value is
     arg_key_locs: dict[str, Loc] = field(default_factory=dict)  # ... and its key
 

@@ -17,7 +17,7 @@ from engine.ir import INVALID, Deferred, Diagnostic, Graph, Loc, Node, Ref, Spec
 from engine.load import LocDict, LocList
 
 NODE_KEYS = {"op", "in", "repeat", "names", "args", "first", "last", "when", "seq", "graph",
-             "share", "tie", "init", "outputs", "each", "as"}
+             "share", "tie", "init", "outputs", "each", "as", "freeze"}
 TYPES = {"int": int, "float": (int, float), "bool": bool, "str": str, "list": list}
 DEFAULT_INPUT = "input"
 
@@ -197,6 +197,7 @@ class _Resolver:
         node.when, node.share = (True if when is INVALID else when), raw.get("share")
         node.init = self.value(raw.get("init", {}), scope, raw.value_loc("init"), full)
         node.tie = raw.get("tie") or {}
+        node.freeze = bool(self.value(raw.get("freeze", False), scope, raw.value_loc("freeze"), full))
         return node
 
     def link_share(self, node: Node, earlier: list[Node]) -> None:
@@ -314,7 +315,8 @@ class _Resolver:
             prev = child.name
         body_inputs = {DEFAULT_INPUT: None, **{n: None for n in extra_inputs}}
         body = Graph(str(raw.get("op", name)), body_inputs, children, {"out": Ref(prev)}, raw.loc)
-        return Node(name, str(raw.get("op", "seq")), "graph", inputs, {}, raw.loc, path, body=body)
+        return Node(name, str(raw.get("op", "seq")), "graph", inputs, {}, raw.loc, path, body=body,
+                    repeat=count)
 
     def child_name(self, raw: LocDict, scope: dict, path: str, i: int) -> str:
         if "names" not in raw:

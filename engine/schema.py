@@ -35,6 +35,8 @@ NODE_KEYS = {
     "share": {"type": "string", "description": "reuse the module (weights) of an earlier node"},
     "tie": {"type": "object", "additionalProperties": {"type": "string"},
             "description": "tie parameters to another node's: {weight: embed.weight}"},
+    "freeze": {"anyOf": [{"type": "boolean"}, EXPR],
+               "description": "true: this node's parameters are not trained"},
     "init": {"type": ["object", "string", "number"],
              "description": "init rules {weight: zeros, ...}; for a parameter node, its own rule"},
 }

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from blocks.registry import IN_SIZE, BlockInfo, lookup
 from engine.expr import ExprError, Poisoned, evaluate
@@ -30,6 +31,7 @@ class NodeShapes:
     output_names: tuple[str, ...]
     module: nn.Module | None = None  # meta module of a primitive node (shared nodes: the same one)
     args: dict = field(default_factory=dict)  # the arguments after evaluating Deferred ones
+    macs: int = 0  # multiply-accumulates of one forward at the spec's input shapes (children summed)
 
 
 @dataclass
@@ -56,7 +58,7 @@ class _ShapeRun:
         self.spec, self.dims = spec, dims
         self.results: dict[str, NodeShapes] = {}
         self.errors: list[Diagnostic] = []
-        self.memo: dict[tuple, tuple[TensorInfo, ...]] = {}  # repeated layers run once
+        self.memo: dict[tuple, tuple[tuple[TensorInfo, ...], int]] = {}  # repeated layers run once
 
     def error(self, node: Node, message: str, hint: str = "") -> None:
         self.errors.append(Diagnostic(message, node.loc, node.path, hint))
@@ -159,7 +161,8 @@ class _ShapeRun:
         result = self.graph(body, env)
         if result is None:
             return None
-        return NodeShapes(inputs, result[0], result[1])
+        macs = sum(self.results[n.path].macs for n in body.nodes if n.path in self.results)
+        return NodeShapes(inputs, result[0], result[1], macs=macs)
 
     def primitive(self, node: Node, inputs: list[TensorInfo]) -> NodeShapes | None:
         info = lookup(node.op)
@@ -170,12 +173,13 @@ class _ShapeRun:
                                                                              inputs)
         if module is None:
             return None
-        outputs = self.run(node, module, inputs, info, args)
-        if outputs is None:
+        ran = self.run(node, module, inputs, info, args)
+        if ran is None:
             return None
+        outputs, macs = ran
         names = info.outputs if len(info.outputs) == len(outputs) else \
             tuple(str(k) for k in range(len(outputs)))
-        return NodeShapes(inputs, outputs, names, module, args)
+        return NodeShapes(inputs, outputs, names, module, args, macs)
 
     def evaluate_args(self, node: Node, inputs: list[TensorInfo]) -> dict | None:
         try:
@@ -220,9 +224,10 @@ class _ShapeRun:
         return target.module if target is not None else None  # None: its error is reported
 
     def run(self, node: Node, module: nn.Module, inputs: list[TensorInfo], info: BlockInfo,
-            args: dict) -> tuple[TensorInfo, ...] | None:
+            args: dict) -> tuple[tuple[TensorInfo, ...], int] | None:
+        """Output shapes and MACs of one node (element-wise blocks need no run: 0 MACs)."""
         if info.same_shape:
-            return (inputs[0],)
+            return (inputs[0],), 0
         # the same op, arguments and input shapes give the same output shapes
         key = (node.op, repr(sorted(args.items())),
                tuple((i.shape, i.dtype, i.channels_first) for i in inputs))
@@ -234,19 +239,23 @@ class _ShapeRun:
         return self.memo[key]
 
     def run_meta(self, node: Node, module: nn.Module, inputs: list[TensorInfo],
-                 info: BlockInfo) -> tuple[TensorInfo, ...] | None:
+                 info: BlockInfo) -> tuple[tuple[TensorInfo, ...], int] | None:
         tensors = [torch.empty(i.shape, dtype=getattr(torch, i.dtype), device="meta")
                    for i in inputs]
         try:
-            out = module(*tensors)
+            # MACs as torchvision publishes them: PyTorch's FLOP counter counts the
+            # matrix products (conv, linear, matmul, attention), 2 FLOPs per MAC.
+            with FlopCounterMode(display=False) as counter:
+                out = module(*tensors)
         except Exception as err:  # PyTorch's complaint, re-reported against the spec node
             self.error(node, _shape_message(node, inputs, err), _shape_hint(node.op))
             return None
         outs = out if isinstance(out, tuple) else (out,)
         layout = info.layout if info.layout is not None else bool(inputs and
                                                                   inputs[0].channels_first)
-        return tuple(TensorInfo(tuple(o.shape), layout and o.dim() == 4,
-                                str(o.dtype).removeprefix("torch.")) for o in outs)
+        infos = tuple(TensorInfo(tuple(o.shape), layout and o.dim() == 4,
+                                 str(o.dtype).removeprefix("torch.")) for o in outs)
+        return infos, counter.get_total_flops() // 2
 
 
 def _concrete(value, inputs: list[TensorInfo]):

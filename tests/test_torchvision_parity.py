@@ -7,7 +7,7 @@ import torch
 import torchvision
 
 import engine
-from engine.table import node_params
+from engine.summary import node_params
 
 # spec name -> (torchvision builder, its kwargs, input size)
 CANONICAL = {
