@@ -16,6 +16,9 @@ class ReLU(nn.ReLU):
     def __init__(self, inplace: bool = False):
         super().__init__(inplace)
 
+    def label(self) -> str:
+        return "ReLU"
+
 
 @register("leaky_relu", same_shape=True, example=_EXAMPLE)
 class LeakyReLU(nn.LeakyReLU):
@@ -23,6 +26,9 @@ class LeakyReLU(nn.LeakyReLU):
 
     def __init__(self, slope: float = 0.01, inplace: bool = False):
         super().__init__(slope, inplace)
+
+    def label(self) -> str:
+        return f"leaky ReLU {self.negative_slope:g}"
 
 
 @register("gelu", same_shape=True, example=_EXAMPLE)
@@ -35,6 +41,9 @@ class GELU(nn.GELU):
     def __init__(self, approximate: str = "none"):
         super().__init__(approximate)
 
+    def label(self) -> str:
+        return "GELU"
+
 
 @register("silu", same_shape=True, example=_EXAMPLE)
 class SiLU(nn.SiLU):
@@ -42,6 +51,9 @@ class SiLU(nn.SiLU):
 
     def __init__(self, inplace: bool = False):
         super().__init__(inplace)
+
+    def label(self) -> str:
+        return "SiLU"
 
 
 @register("sigmoid", same_shape=True, example=_EXAMPLE)

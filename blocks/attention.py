@@ -20,6 +20,9 @@ class MultiHeadAttention(nn.MultiheadAttention):
     def __init__(self, in_size: int, heads: int, dropout: float = 0.0, bias: bool = True):
         super().__init__(in_size, heads, dropout=dropout, bias=bias, batch_first=True)
 
+    def label(self) -> str:
+        return f"multi-head attention, {self.num_heads} heads"
+
     def forward(self, query: Tensor, key: Tensor | None = None,
                 value: Tensor | None = None) -> Tensor:
         key = query if key is None else key

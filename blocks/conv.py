@@ -23,6 +23,16 @@ class Conv(nn.Conv2d):
         super().__init__(in_size, out, _pair(k), _pair(stride), _pair(pad), _pair(dilation),
                          groups, bias, pad_mode)
 
+    def label(self) -> str:
+        """Paper shorthand: `3x3 conv, 128, /2` (`dw` for depthwise)."""
+        kh, kw = self.kernel_size
+        text = f"{kh}x{kw} conv, {self.out_channels}"
+        if self.stride[0] > 1:
+            text += f", /{self.stride[0]}"
+        if self.groups > 1:
+            text += ", dw" if self.groups == self.in_channels else f", {self.groups} groups"
+        return text
+
 
 def _pair(value):
     return tuple(value) if isinstance(value, list) else value

@@ -19,6 +19,9 @@ class Linear(nn.Linear):
     def __init__(self, in_size: int, out: int, bias: bool = True):
         super().__init__(in_size, out, bias)
 
+    def label(self) -> str:
+        return f"fc, {self.out_features}"
+
 
 @register("embedding", layout=False,
           example={"args": {"num": 10, "dim": 4}, "inputs": [[2, 5]], "dtype": "long"})
@@ -30,3 +33,6 @@ class Embedding(nn.Embedding):
 
     def __init__(self, num: int, dim: int, pad: int | None = None):
         super().__init__(num, dim, padding_idx=pad)
+
+    def label(self) -> str:
+        return f"embedding, {self.num_embeddings} x {self.embedding_dim}"

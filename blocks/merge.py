@@ -19,6 +19,9 @@ class Add(nn.Module):
     def __init__(self):
         super().__init__()
 
+    def label(self) -> str:
+        return "+"
+
     def forward(self, x: Tensor, *rest: Tensor) -> Tensor:
         for other in rest:
             x = x + other
@@ -32,6 +35,9 @@ class Mul(nn.Module):
 
     def __init__(self):
         super().__init__()
+
+    def label(self) -> str:
+        return "×"
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
         return x * y

@@ -20,6 +20,9 @@ class BatchNorm(nn.BatchNorm2d):
                  affine: bool = True, track_running_stats: bool = True):
         super().__init__(in_size, eps, momentum, affine, track_running_stats)
 
+    def label(self) -> str:
+        return "batch norm"
+
 
 @register("batchnorm1d", same_shape=True, in_dim=1,
           example={"args": {}, "inputs": [[3, 4]]})
@@ -33,6 +36,9 @@ class BatchNorm1d(nn.BatchNorm1d):
                  affine: bool = True, track_running_stats: bool = True):
         super().__init__(in_size, eps, momentum, affine, track_running_stats)
 
+    def label(self) -> str:
+        return "batch norm"
+
 
 @register("layernorm", same_shape=True, in_dim=-1,
           example={"args": {"eps": 1e-6}, "inputs": [[2, 3, 8]]})
@@ -45,6 +51,9 @@ class LayerNorm(nn.LayerNorm):
     def __init__(self, in_size: int, eps: float = 1e-5, affine: bool = True, bias: bool = True):
         super().__init__(in_size, eps, elementwise_affine=affine, bias=bias)
 
+    def label(self) -> str:
+        return "layer norm"
+
 
 @register("layernorm2d", same_shape=True, in_dim=1,
           example={"args": {"eps": 1e-6}, "inputs": [[2, 4, 3, 3]]})
@@ -56,6 +65,9 @@ class LayerNorm2d(nn.LayerNorm):
 
     def __init__(self, in_size: int, eps: float = 1e-5, affine: bool = True):
         super().__init__(in_size, eps, elementwise_affine=affine)
+
+    def label(self) -> str:
+        return "layer norm (channels)"
 
     def forward(self, x: Tensor) -> Tensor:
         x = x.permute(0, 2, 3, 1)

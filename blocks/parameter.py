@@ -21,5 +21,8 @@ class LearnedTensor(nn.Module):
         super().__init__()
         self.weight = nn.Parameter(torch.zeros(shape))
 
+    def label(self) -> str:
+        return "learned " + "x".join(map(str, self.weight.shape))
+
     def forward(self) -> Tensor:
         return self.weight

@@ -13,6 +13,12 @@ def _pair(value):
     return tuple(value) if isinstance(value, list) else value
 
 
+def _pool_label(kind: str, k, stride) -> str:
+    kh, kw = (k, k) if isinstance(k, int) else k
+    s = stride if isinstance(stride, int) else stride[0]
+    return f"{kh}x{kw} {kind} pool" + (f", /{s}" if s > 1 else "")
+
+
 @register("maxpool", layout=True, example=_EXAMPLE)
 class MaxPool(nn.MaxPool2d):
     """Max pooling over k x k windows. [B, C, H, W] -> [B, C, H', W'].
@@ -24,6 +30,9 @@ class MaxPool(nn.MaxPool2d):
                  pad: int | list[int] = 0, dilation: int = 1, ceil: bool = False):
         super().__init__(_pair(k), _pair(stride), _pair(pad), dilation, ceil_mode=ceil)
 
+    def label(self) -> str:
+        return _pool_label("max", self.kernel_size, self.stride)
+
 
 @register("avgpool", layout=True, example=_EXAMPLE)
 class AvgPool(nn.AvgPool2d):
@@ -32,6 +41,9 @@ class AvgPool(nn.AvgPool2d):
     def __init__(self, k: int | list[int], stride: int | list[int] | None = None,
                  pad: int | list[int] = 0, ceil: bool = False, count_include_pad: bool = True):
         super().__init__(_pair(k), _pair(stride), _pair(pad), ceil, count_include_pad)
+
+    def label(self) -> str:
+        return _pool_label("avg", self.kernel_size, self.stride)
 
 
 @register("adaptive_avgpool", layout=True,
@@ -42,6 +54,10 @@ class AdaptiveAvgPool(nn.AdaptiveAvgPool2d):
     def __init__(self, size: int | list[int]):
         super().__init__(_pair(size))
 
+    def label(self) -> str:
+        size = self.output_size
+        return "global avg pool" if size in (1, (1, 1)) else f"adaptive avg pool, {size}"
+
 
 @register("adaptive_maxpool", layout=True,
           example={"args": {"size": [2, 3]}, "inputs": [[2, 3, 7, 7]]})
@@ -50,3 +66,7 @@ class AdaptiveMaxPool(nn.AdaptiveMaxPool2d):
 
     def __init__(self, size: int | list[int]):
         super().__init__(_pair(size))
+
+    def label(self) -> str:
+        size = self.output_size
+        return "global max pool" if size in (1, (1, 1)) else f"adaptive max pool, {size}"

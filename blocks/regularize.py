@@ -15,6 +15,9 @@ class Dropout(nn.Dropout):
     def __init__(self, p: float = 0.5, inplace: bool = False):
         super().__init__(p, inplace)
 
+    def label(self) -> str:
+        return f"dropout {self.p:g}"
+
 
 @register("stochastic_depth", same_shape=True, example={"args": {"p": 0.1}, "inputs": [[2, 3, 4, 4]]})
 class StochasticDepth(nn.Module):
@@ -26,6 +29,9 @@ class StochasticDepth(nn.Module):
     def __init__(self, p: float = 0.0, mode: str = "row"):
         super().__init__()
         self.p, self.mode = p, mode
+
+    def label(self) -> str:
+        return f"drop path {self.p:.2g}"
 
     def forward(self, x: Tensor) -> Tensor:
         return stochastic_depth(x, self.p, self.mode, self.training)

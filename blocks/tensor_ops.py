@@ -41,6 +41,9 @@ class Permute(nn.Module):
         super().__init__()
         self.dims = tuple(dims)
 
+    def label(self) -> str:
+        return f"permute {self.dims}"
+
     def forward(self, x: Tensor) -> Tensor:
         return x.permute(self.dims)
 
@@ -56,6 +59,9 @@ class Select(nn.Module):
     def __init__(self, index: int = 0, dim: int = 1):
         super().__init__()
         self.index, self.dim = index, dim
+
+    def label(self) -> str:
+        return f"token {self.index}"
 
     def forward(self, x: Tensor) -> Tensor:
         return x.select(self.dim, self.index)
@@ -75,6 +81,9 @@ class Chunk(nn.Module):
     def __init__(self, chunks: int = 2, dim: int = 1):
         super().__init__()
         self.chunks, self.dim = chunks, dim
+
+    def label(self) -> str:
+        return f"split x{self.chunks}"
 
     def forward(self, x: Tensor) -> tuple[Tensor, ...]:
         return tuple(x.chunk(self.chunks, self.dim))
