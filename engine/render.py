@@ -162,7 +162,9 @@ class _Renderer:
         fill, border, _ = PALETTE.get(category, PALETTE["tensor_ops"])
         font = "#000000"
         if self.status is not None:
-            fill, border, font = DIFF_COLOURS[self.status.get(node.path, "unchanged")]
+            state = self.status.get(node.path, "unchanged")
+            fill, border, font = DIFF_COLOURS[state]
+            self.used.add(state)
         else:
             self.used.add(category)
         if node.op in ROUND_OPS and node.kind == "prim":
@@ -209,7 +211,7 @@ class _Renderer:
     def legend(self) -> None:
         if self.status is not None:
             items = [(s, *DIFF_COLOURS[s]) for s in ("added", "removed", "changed", "renamed",
-                                                     "unchanged")]
+                                                     "unchanged") if s in self.used]
             rows = [(fill, border, name) for name, fill, border, _ in items]
         else:
             rows = [PALETTE[c] for c in PALETTE if c in self.used]
@@ -240,7 +242,8 @@ def render_diff_to_file(result, a: Shaped, b: Shaped, output: str | Path,
     removed = [p for p, s in status.items() if s == "removed"
                and status.get(p.rpartition(".")[0]) != "removed"]
     extra = [_removed_box(a, path) for path in removed]
-    dot = dot.rstrip().removesuffix("}") + "\n".join(extra) + "\n}\n"
+    if extra:  # removed nodes exist only in A: drawn beside B's graph, dashed
+        dot = dot.rstrip().removesuffix("}") + "\n".join(extra) + "\n}\n"
     return write_dot(dot, output, fmt)
 
 
