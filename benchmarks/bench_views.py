@@ -31,7 +31,7 @@ blocks:
       conv1: {{op: conv, out: $width, k: 3, pad: 1, bias: false}}
       bn1:   {{op: batchnorm}}
       relu:  {{op: relu}}
-      conv2: {{op: conv, out: $width, k: 3, pad: 1, groups: "${{1 + index % 4}}"}}
+      conv2: {{op: conv, out: $width, k: 3, pad: 1, groups: "${{2 ** (index % 4)}}"}}
       add:   {{op: add, in: [conv2, input]}}
 graph:
   body: {{op: unit, repeat: $n, args: {{index: "${{i}}"}}}}

@@ -89,6 +89,28 @@ def _parser() -> argparse.ArgumentParser:
     e = command("export", cmd_export, "export through PyTorch's exporters (ONNX, torch.export)")
     e.add_argument("--format", choices=["onnx", "torch-export"], required=True)
     e.add_argument("-o", "--output", required=True, help="the file to write")
+    t = sub.add_parser("train", help="train a recipe", description="train a recipe")
+    t.add_argument("recipe", help="a recipe file, or the name of a bundled recipe")
+    t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a recipe key (dotted paths: data.batch_size=32)")
+    t.add_argument("--resume", metavar="RUN", help="continue the run in this folder")
+    t.add_argument("--output", metavar="DIR", help="where run folders go (default: runs)")
+    t.add_argument("--nproc", type=int, default=1, help="processes for DistributedDataParallel")
+    t.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    t.set_defaults(func=cmd_train)
+    for name, func, text in (("eval", cmd_eval, "evaluate a checkpoint on held-out data"),
+                             ("infer", cmd_infer, "run a checkpoint on input files")):
+        c = sub.add_parser(name, help=text, description=text)
+        c.add_argument("recipe", help="the recipe the checkpoint was trained with")
+        c.add_argument("--checkpoint", required=True, help="a .pt file from a run folder")
+        c.add_argument("--set", dest="overrides", action="append", default=[], metavar="K=V")
+        c.add_argument("--device", help="cpu or cuda")
+        c.set_defaults(func=func)
+        if name == "eval":
+            c.add_argument("--split", default="test", choices=["train", "val", "test"])
+        else:
+            c.add_argument("inputs", nargs="+", help="image files")
+            c.add_argument("--top-k", type=int, default=3)
     command("blocks", cmd_blocks, "list every primitive block with its arguments and docs", None)
     command("schema", cmd_schema, "print the JSON Schema of specs (for editors)", None)
     command("list", cmd_list, "list the bundled specs", None)
@@ -179,6 +201,55 @@ def cmd_resolve(args) -> int:
     else:
         print(yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100), end="")
     return 0
+
+
+def cmd_train(args) -> int:
+    from engine import distributed
+    if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        return distributed.launch(args.nproc, _drop_option(sys.argv[1:], "--nproc"))
+    from pathlib import Path
+
+    from engine.recipe import load_recipe
+    from engine.runner import Run, new_run_folder
+    recipe = load_recipe(args.recipe, args.overrides)
+    folder = Path(args.resume) if args.resume else new_run_folder(recipe, args.output)
+    run = Run(recipe, folder, args.device)
+    if args.resume:
+        run.resume()
+    result = run.train()
+    if run.dist.is_main:
+        print(f"run folder: {result['run']}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from engine.runner import open_checkpoint
+    run = open_checkpoint(args.recipe, args.overrides, args.checkpoint, args.device)
+    metrics = run.evaluate(args.split)
+    print(f"{run.recipe.name} on {args.split} ({len(run.eval_sets.get(args.split, run.train_set))}"
+          f" samples): " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+    return 0
+
+
+def cmd_infer(args) -> int:
+    from engine.infer import classify_files
+    from engine.runner import open_checkpoint
+    run = open_checkpoint(args.recipe, args.overrides, args.checkpoint, args.device)
+    for path, top in classify_files(run, args.inputs, args.top_k):
+        print(f"{path}: " + ", ".join(f"{label} {p:.3f}" for label, p in top))
+    return 0
+
+
+def _drop_option(argv: list[str], name: str) -> list[str]:
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == name:
+            skip = True
+        elif not arg.startswith(name + "="):
+            out.append(arg)
+    return out
 
 
 def cmd_blocks(args) -> int:

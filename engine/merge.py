@@ -18,6 +18,7 @@ from engine.ir import Diagnostic, Loc, SpecError
 from engine.load import DELETE, LocDict, LocList, load_file
 
 SPECS_DIR = Path(__file__).resolve().parent.parent / "specs"
+RECIPES_DIR = SPECS_DIR.parent / "recipes"
 
 
 def find_spec(name: str) -> Path:
@@ -34,11 +35,14 @@ def find_spec(name: str) -> Path:
                                 hint=suggest(name, known) or "`engine list` shows bundled specs")])
 
 
-def load_merged(path: Path, overrides: dict[str, Any] | None = None) -> LocDict:
-    """Load a spec with everything it extends and includes, then apply `--set` overrides."""
-    roots = (path.resolve().parent, SPECS_DIR)
+def load_merged(path: Path, overrides: dict[str, Any] | None = None,
+                recipe: bool = False) -> LocDict:
+    """Load a spec (or a recipe) with everything it extends and includes, then apply `--set`.
+
+    A spec's single-word overrides name its params; a recipe's name its top-level keys."""
+    roots = (path.resolve().parent, SPECS_DIR, RECIPES_DIR)
     doc = _load_chain(path, roots, [])
-    apply_overrides(doc, overrides or {})
+    apply_overrides(doc, overrides or {}, recipe)
     return doc
 
 
@@ -142,12 +146,13 @@ def parse_overrides(items: list[str]) -> dict[str, Override]:
     return out
 
 
-def apply_overrides(doc: LocDict, overrides: dict[str, Any]) -> None:
+def apply_overrides(doc: LocDict, overrides: dict[str, Any], recipe: bool = False) -> None:
     """A top-level param by name, or any dotted path into the document."""
     for key, value in overrides.items():
         value, loc = value if isinstance(value, Override) else (_plain(value),
                                                                  Loc(f"{key}={value}"))
-        _set_path(doc, _override_path(doc, key, loc), value, loc)
+        parts = key.split(".") if recipe else _override_path(doc, key, loc)
+        _set_path(doc, parts, value, loc)
 
 
 def _override_path(doc: LocDict, key: str, loc: Loc) -> list[str]:

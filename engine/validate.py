@@ -173,7 +173,12 @@ def _validator():
 
 
 def check_schema(doc: LocDict) -> Iterator[Diagnostic]:
-    for err in _validator().iter_errors(_plain(doc)):
+    yield from check_schema_with(_validator(), doc, _plain)
+
+
+def check_schema_with(validator, doc: LocDict, plain) -> Iterator[Diagnostic]:
+    """JSON Schema errors of a located document, each at the key or value it concerns."""
+    for err in validator.iter_errors(plain(doc)):
         leaf = _best(err)
         loc, key = _locate(doc, list(leaf.absolute_path))
         if leaf.validator == "additionalProperties":

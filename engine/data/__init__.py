@@ -1,0 +1,22 @@
+"""Datasets and image transforms a recipe names (`data:`); importing this fills the registries."""
+
+from engine.data.datasets import (
+    DatasetInfo,
+    build_dataset,
+    data_root,
+    dataset_info,
+    dataset_names,
+)
+from engine.data.transforms import build_transform, check_transforms, transform_names, transform_usage
+
+__all__ = [
+    "DatasetInfo",
+    "build_dataset",
+    "build_transform",
+    "check_transforms",
+    "data_root",
+    "dataset_info",
+    "dataset_names",
+    "transform_names",
+    "transform_usage",
+]
