@@ -57,8 +57,8 @@ SCHEMA = {
         "optimizer": _OPTIMIZER,
         "optimizers": {"type": "object", "additionalProperties": _OPTIMIZER},
         "scheduler": {"anyOf": [{"type": "null"}, _NAMED]},
-        "epochs": {"type": "integer", "minimum": 1},
-        "steps": {"type": "integer", "minimum": 1},
+        "epochs": {"type": ["integer", "null"], "minimum": 1},
+        "steps": {"type": ["integer", "null"], "minimum": 1},
         "clip_grad": {"type": ["number", "null"], "exclusiveMinimum": 0},
         "amp": {"type": "boolean"},
         "ema": {"anyOf": [{"type": "null"}, {
@@ -191,9 +191,9 @@ def check_scheduler_loss_metrics(doc: LocDict) -> Iterator[Diagnostic]:
 
 
 def check_length(doc: LocDict) -> Iterator[Diagnostic]:
-    if ("epochs" in doc) == ("steps" in doc):
+    if (doc.get("epochs") is not None) == (doc.get("steps") is not None):
         yield Diagnostic("give exactly one of `epochs:` and `steps:`", doc.loc, "",
-                         "write epochs: 10 (or steps: 2000)")
+                         "write epochs: 10 (or steps: 2000); --set epochs=null steps=5 switches")
 
 
 def check_transforms(doc: LocDict) -> Iterator[Diagnostic]:
