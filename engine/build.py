@@ -112,9 +112,11 @@ def _node_line(node: Node, shaped: Shaped, children: dict, params: dict) -> str:
 def _ref_expr(ref: Ref, shaped: Shaped, scope: str) -> str:
     """A reference as Python: `name`, or `name[k]` to pick output k of a multi-output node."""
     source = shaped.nodes.get(f"{scope}.{ref.node}" if scope else ref.node)
-    if ref.output is None or (source is not None and len(source.outputs) == 1):
-        return var(ref.node)  # single-output modules return a bare tensor
-    names = source.output_names if source else ()
+    if source is None or len(source.outputs) == 1:
+        return var(ref.node)  # a graph input, or a single-output module's bare tensor
+    if ref.output is None:
+        return f"{var(ref.node)}[0]"  # a multi-output node used whole means its first output
+    names = source.output_names
     index = names.index(ref.output) if ref.output in names else int(ref.output)
     return f"{var(ref.node)}[{index}]"
 

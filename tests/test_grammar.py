@@ -339,3 +339,14 @@ def test_compiled_module_traces_with_torch_compile(build_text):
     x = torch.randn(2, 4)
     compiled = torch.compile(m, backend="eager", fullgraph=True)  # dynamo must trace it whole
     torch.testing.assert_close(compiled(x), m(x))
+
+
+def test_a_multi_output_node_used_whole_gives_its_first_output(build_text):
+    m = build_text("""
+        inputs: {x: [B, 6]}
+        graph:
+          halves: {op: chunk, chunks: 2, dim: -1}
+          fc: {op: linear, out: 2}
+    """)
+    x = torch.randn(2, 6)
+    torch.testing.assert_close(m(x), m.fc(x[:, :3]))
