@@ -53,7 +53,9 @@ def _params(node: Node, shaped: Shaped, seen: set[int], frozen: bool = False):
     frozen = frozen or node.freeze
     result = shaped.nodes.get(node.path)
     if result is not None and result.module is not None and node.shared is None:
-        for p in result.module.parameters():
+        for name, p in result.module.named_parameters():
+            if name in node.tie:
+                continue  # a tied parameter is its target's tensor, counted there
             if id(p) not in seen:
                 seen.add(id(p))
                 yield p, frozen
