@@ -20,6 +20,14 @@ def batch_seed(seed: int, epoch: int, batch: int) -> int:
     return (seed * 1_000_003 + epoch * 10_007 + batch) % (2**63 - 1)
 
 
+def reseed(seed: int) -> None:
+    """Seed every generator a step draws from. `torch.manual_seed` does the same but also
+    touches CUDA's generators on every call (~0.2 ms with a CUDA build), even on a CPU run."""
+    torch.default_generator.manual_seed(seed)
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.manual_seed_all(seed)
+
+
 def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(batch_seed(seed, epoch, -1))
     return torch.randperm(n, generator=g)
@@ -32,18 +40,17 @@ def num_batches(n: int, batch_size: int) -> int:
 def train_batches(dataset: Dataset, batch_size: int, seed: int, epoch: int, start: int = 0,
                   rank: int = 0, world: int = 1, workers: int = 0) -> Iterator[tuple[int, object]]:
     """(batch index, this rank's part of the batch) from `start` to the end of the epoch."""
-    order = epoch_order(len(dataset), seed, epoch)
-    chunks = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-    local = [chunk[rank::world].tolist() for chunk in chunks]
+    order = epoch_order(len(dataset), seed, epoch).tolist()
+    local = [order[i:i + batch_size][rank::world] for i in range(0, len(order), batch_size)]
     if workers == 0:
         for index in range(start, len(local)):
-            torch.manual_seed(batch_seed(seed, epoch, index))
+            reseed(batch_seed(seed, epoch, index))
             yield index, default_collate([dataset[i] for i in local[index]])
         return
     loader = DataLoader(dataset, batch_sampler=local[start:], num_workers=workers,
                         generator=torch.Generator().manual_seed(batch_seed(seed, epoch, start)))
     for index, batch in enumerate(loader, start):
-        torch.manual_seed(batch_seed(seed, epoch, index))
+        reseed(batch_seed(seed, epoch, index))
         yield index, batch
 
 

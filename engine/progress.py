@@ -21,6 +21,9 @@ class Progress:
     def update(self, samples: int, **values: float) -> None:
         self.count += 1
         self.samples += samples
+        if self.bar is None and not (self.enabled and (self.count >= self.next_line
+                                                         or self.count == self.total)):
+            return  # nothing to show this step: keep the loop free of formatting work
         rate = self.samples / max(time.perf_counter() - self.started, 1e-9)
         shown = {k: f"{v:.4g}" for k, v in values.items()}
         if self.bar is not None:
