@@ -125,14 +125,17 @@ def _forward_source(graph: Graph, lines: list[str], top: bool, shaped: Shaped) -
     params = ", ".join(["self", *(var(n) for n in graph.inputs)])
     scope = graph.nodes[0].path.rpartition(".")[0] if graph.nodes else ""
     outs = {name: _ref_expr(ref, shaped, scope) for name, ref in graph.outputs.items()}
-    if len(outs) == 1:
-        ret = next(iter(outs.values()))
-    elif top:
-        ret = "{" + ", ".join(f"{k!r}: {v}" for k, v in outs.items()) + "}"
-    else:
-        ret = "(" + ", ".join(outs.values()) + ")"
-    body = "\n".join(f"    {line}" for line in [*lines, f"return {ret}"])
+    body = "\n".join(f"    {line}" for line in [*lines, return_statement(outs, top)])
     return f"def forward({params}):\n{body}\n"
+
+
+def return_statement(outs: dict[str, str], top: bool) -> str:
+    """One output returns a tensor; several a dict at the top level, a tuple inside blocks."""
+    if len(outs) == 1:
+        return f"return {next(iter(outs.values()))}"
+    if top:
+        return "return {" + ", ".join(f"{k!r}: {v}" for k, v in outs.items()) + "}"
+    return "return (" + ", ".join(outs.values()) + ")"
 
 
 def _class_for(name: str, source: str) -> type:

@@ -39,7 +39,7 @@ from torch import nn
 from torchvision.ops import StochasticDepth
 
 from blocks.registry import IN_SIZE, block_args, lookup
-from engine.build import var
+from engine.build import return_statement, var
 from engine.init import INITS
 from engine.ir import Diagnostic, Graph, Node, Ref, SpecError
 from engine.shapes import Shaped
@@ -527,13 +527,7 @@ class _Codegen:
     def _forward(self, graph: Graph, lines: list[str], scope: str, alias: dict, top: bool) -> str:
         params = ", ".join(["self", *(self._var(n) for n in graph.inputs)])
         outs = {name: self._ref(ref, scope, alias) for name, ref in graph.outputs.items()}
-        if len(outs) == 1:
-            ret = next(iter(outs.values()))
-        elif top:
-            ret = "{" + ", ".join(f"{_lit(k)}: {v}" for k, v in outs.items()) + "}"
-        else:
-            ret = "(" + ", ".join(outs.values()) + ")"
-        body = "\n".join(f"        {line}" for line in [*lines, f"return {ret}"])
+        body = "\n".join(f"        {line}" for line in [*lines, return_statement(outs, top)])
         return f"    def forward({params}):\n{body}\n"
 
     def _param_line(self, node: Node, b: _Builder, inits: list) -> tuple:
