@@ -1,4 +1,4 @@
-"""The `engine` command line: validate, build, resolve, blocks, schema, list.
+"""The `engine` command line: specs, their views, and training.
 
 Spec errors print as compiler diagnostics and exit 1; a bad command line exits 2; nothing
 prints a Python traceback unless ENGINE_DEBUG=1 is set.
@@ -46,49 +46,68 @@ def main(argv: list[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="engine", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(metavar="COMMAND")
+    _spec_commands(sub)
+    _view_commands(sub)
+    _training_commands(sub)
+    _command(sub, "blocks", cmd_blocks, "list every primitive block with its arguments and docs",
+             None)
+    _command(sub, "schema", cmd_schema, "print the JSON Schema of specs (for editors)", None)
+    _command(sub, "list", cmd_list, "list the bundled specs", None)
+    return p
 
-    def command(name: str, func, help_text: str, spec: str | None = "one"):
-        c = sub.add_parser(name, help=help_text, description=help_text)
-        if spec == "one":
-            c.add_argument("spec", help="a spec file, or the name of a bundled spec (resnet50)")
-        elif spec == "many":
-            c.add_argument("specs", nargs="+", help="spec files or bundled names")
-        if spec:
-            c.add_argument("--set", dest="overrides", action="append", default=[],
-                           metavar="KEY=VALUE", help="override a param (or a dotted path)")
-        c.set_defaults(func=func)
-        return c
 
-    command("validate", cmd_validate, "check specs (schema, references, types, shapes)", "many")
-    b = command("build", cmd_build, "build a spec and print its nodes, shapes and parameters")
+def _command(sub, name: str, func, help_text: str, spec: str | None = "one"):
+    """A subcommand taking one spec (or several, or none) and `--set` overrides."""
+    c = sub.add_parser(name, help=help_text, description=help_text)
+    if spec == "one":
+        c.add_argument("spec", help="a spec file, or the name of a bundled spec (resnet50)")
+    elif spec == "many":
+        c.add_argument("specs", nargs="+", help="spec files or bundled names")
+    if spec:
+        c.add_argument("--set", dest="overrides", action="append", default=[],
+                       metavar="KEY=VALUE", help="override a param (or a dotted path)")
+    c.set_defaults(func=func)
+    return c
+
+
+def _spec_commands(sub) -> None:
+    _command(sub, "validate", cmd_validate, "check specs (schema, references, types, shapes)",
+             "many")
+    b = _command(sub, "build", cmd_build, "build a spec and print its nodes, shapes and parameters")
     b.add_argument("--depth", type=int, default=2, help="nesting depth of the table (default 2)")
-    r = command("resolve", cmd_resolve, "print the fully resolved spec")
+    r = _command(sub, "resolve", cmd_resolve, "print the fully resolved spec")
     r.add_argument("--json", action="store_true", help="JSON instead of YAML")
-    s = command("summary", cmd_summary, "per-node shapes, parameters and MACs, with totals "
-                "and an activation-memory estimate (no weights allocated)")
+    c = _command(sub, "codegen", cmd_codegen, "write a standalone PyTorch source file of the model")
+    c.add_argument("-o", "--output", required=True, help="the .py file to write")
+    e = _command(sub, "export", cmd_export, "export through PyTorch's exporters (ONNX, torch.export)")
+    e.add_argument("--format", choices=["onnx", "torch-export"], required=True)
+    e.add_argument("-o", "--output", required=True, help="the file to write")
+
+
+def _view_commands(sub) -> None:
+    s = _command(sub, "summary", cmd_summary, "per-node shapes, parameters and MACs, with totals "
+                 "and an activation-memory estimate (no weights allocated)")
     s.add_argument("--depth", type=int, default=2, help="nesting depth of the table (default 2)")
     s.add_argument("--batch", type=int, default=1, help="batch size for activation memory")
     s.add_argument("--json", action="store_true", help="JSON instead of a table")
-    r = command("render", cmd_render, "draw the architecture as a diagram (Graphviz)")
+    r = _command(sub, "render", cmd_render, "draw the architecture as a diagram (Graphviz)")
     r.add_argument("-o", "--output", required=True, help="output file")
     r.add_argument("--format", choices=["svg", "png", "pdf", "dot"],
                    help="default: from the output file's extension")
     r.add_argument("--depth", type=int, default=2, help="levels of blocks drawn open (default 2)")
     r.add_argument("--expand", nargs="*", default=[], metavar="PATH",
                    help="also open these nodes (repeats stay collapsed otherwise)")
-    d = command("diff", cmd_diff, "structural diff of two specs, with a weight-transfer report",
-                None)
+    d = _command(sub, "diff", cmd_diff, "structural diff of two specs, with a weight-transfer "
+                 "report", None)
     d.add_argument("a", help="the old spec (path or bundled name)")
     d.add_argument("b", help="the new spec")
     d.add_argument("--set-a", dest="overrides_a", action="append", default=[], metavar="K=V")
     d.add_argument("--set-b", dest="overrides_b", action="append", default=[], metavar="K=V")
     d.add_argument("--json", action="store_true", help="JSON instead of text")
     d.add_argument("--render", metavar="FILE", help="also draw the diff on one diagram")
-    c = command("codegen", cmd_codegen, "write a standalone PyTorch source file of the model")
-    c.add_argument("-o", "--output", required=True, help="the .py file to write")
-    e = command("export", cmd_export, "export through PyTorch's exporters (ONNX, torch.export)")
-    e.add_argument("--format", choices=["onnx", "torch-export"], required=True)
-    e.add_argument("-o", "--output", required=True, help="the file to write")
+
+
+def _training_commands(sub) -> None:
     t = sub.add_parser("train", help="train a recipe", description="train a recipe")
     t.add_argument("recipe", help="a recipe file, or the name of a bundled recipe")
     t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -111,10 +130,6 @@ def _parser() -> argparse.ArgumentParser:
         else:
             c.add_argument("inputs", nargs="+", help="image files")
             c.add_argument("--top-k", type=int, default=3)
-    command("blocks", cmd_blocks, "list every primitive block with its arguments and docs", None)
-    command("schema", cmd_schema, "print the JSON Schema of specs (for editors)", None)
-    command("list", cmd_list, "list the bundled specs", None)
-    return p
 
 
 def cmd_validate(args) -> int:
