@@ -12,6 +12,8 @@ import torch
 
 from engine.data import build_dataset, build_transform, data_root, dataset_info, transform_names
 from engine.data import datasets as D
+from engine.data.digits import _load_usps
+from engine.data.mnist import read_idx
 from engine.data.transforms import check_transforms
 from engine.ir import SpecError
 from engine.registry import DATASETS, TRANSFORMS
@@ -153,7 +155,7 @@ def test_mnist_env_root(monkeypatch):
 
 @needs_usps
 def test_usps_counts_and_split():
-    raw = D._load_usps(str(USPS_FILE))
+    raw = _load_usps(str(USPS_FILE))
     assert len(raw["train"][1]) == 7291 and len(raw["test"][1]) == 2007
     assert raw["train"][1].bincount().tolist() == USPS_TRAIN_COUNTS
     parts = splits("usps", SHARED_DATA, seed=0)
@@ -207,7 +209,7 @@ def test_mnist_bad_magic(tmp_path):
         build_dataset("mnist", tmp_path, "test", 0, None, {})
     (folder / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(b"PK\x03\x04 not idx"))
     with pytest.raises(SpecError, match="not an IDX file"):
-        D.read_idx(folder / "t10k-labels-idx1-ubyte.gz")
+        read_idx(folder / "t10k-labels-idx1-ubyte.gz")
 
 
 # ---------------------------------------------------------------------------------------------

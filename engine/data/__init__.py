@@ -1,5 +1,7 @@
 """Datasets and image transforms a recipe names (`data:`); importing this fills the registries."""
 
+# each dataset source registers itself in `engine.registry.DATASETS` on import
+from engine.data import cifar10, digits, image_folder, mnist  # noqa: F401
 from engine.data.datasets import (
     DatasetInfo,
     build_dataset,
