@@ -21,6 +21,7 @@ import torch
 
 import engine
 import engine.codegen as codegen
+import engine.codegen.layers as codegen_layers
 from engine.build import build
 from engine.cli import main
 from engine.merge import SPECS_DIR
@@ -204,9 +205,9 @@ def checked(tmp_path_factory):
     jobs = [_numeric_job(n, specs[n], folder) for n in numeric]
     (folder / "copied").mkdir()
     with pytest.MonkeyPatch.context() as mp:  # the fallback: every block copied from blocks/
-        mp.setattr(codegen, "_LAYERS", {})
-        mp.setattr(codegen, "_EQUIVALENTS", {})
-        mp.setattr(codegen._Codegen, "_inline", lambda self, node, module, refs: None)
+        mp.setattr(codegen_layers, "_LAYERS", {})
+        mp.setattr(codegen_layers, "_EQUIVALENTS", {})
+        mp.setattr(codegen_layers._Layers, "_inline", lambda self, node, module, refs: None)
         jobs += [dict(_numeric_job(n, specs[n], folder / "copied"), name=f"copied_{n}")
                  for n in ("shared_tied", "convnext_tiny")]
     jobs += [_meta_job(n, specs[n], folder) for n in BUNDLED if n not in numeric]
