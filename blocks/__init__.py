@@ -4,6 +4,8 @@ from blocks import (  # noqa: F401  (imported for their @register side effects)
     activation,
     attention,
     conv,
+    generative_layers,
+    latent,
     linear,
     merge,
     norm,

@@ -78,25 +78,35 @@ def test_a_run_writes_its_folder(tmp_path, capsys):
     assert "accuracy" in capsys.readouterr().out
 
 
+def _kill_mid_epoch(recipe: Path, output: Path) -> Path | None:
+    """Start a run, SIGKILL it right after a mid-epoch checkpoint; its folder, or None if the
+    run had already moved on to an epoch boundary when the signal landed (a timing race)."""
+    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "train", str(recipe), "--output",
+                             str(output)], cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        last = list(output.glob("*/checkpoints/last.pt"))
+        position = load_checkpoint(last[0])["position"] if last else {}
+        if position.get("step", 0) >= 25 and position.get("batch"):
+            break
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    folder = next(output.iterdir())
+    return folder if load_checkpoint(folder / "checkpoints/last.pt")["position"]["batch"] else None
+
+
 def test_resume_after_sigkill_continues_identically(tmp_path):
     recipe = write(tmp_path, "mlp.yaml", epochs=3, every=5)
     clean = tmp_path / "clean"
     assert cli("train", str(recipe), "--output", str(clean)).returncode == 0
-    killed = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "train", str(recipe), "--output",
-                             str(killed)], cwd=REPO, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline:  # wait for a mid-epoch checkpoint (20 batches per epoch)
-        last = list(killed.glob("*/checkpoints/last.pt"))
-        if last and 25 <= load_checkpoint(last[0])["position"]["step"] and \
-                load_checkpoint(last[0])["position"]["batch"] != 0:
+    folder = None
+    for attempt in range(5):  # the kill must land mid-epoch; retry if the run outran it
+        folder = _kill_mid_epoch(recipe, tmp_path / f"killed{attempt}")
+        if folder is not None:
             break
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    folder = next(killed.iterdir())
-    assert load_checkpoint(folder / "checkpoints/last.pt")["position"]["batch"] != 0
+    assert folder is not None, "could not kill the run mid-epoch in 5 attempts"
     assert cli("train", str(recipe), "--resume", str(folder)).returncode == 0
     assert rows(folder) == rows(next(clean.iterdir()))
 
