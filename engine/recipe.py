@@ -92,6 +92,7 @@ class Recipe:
     spec_path: Path
     spec_overrides: dict[str, Any]
     values: dict[str, Any] = field(default_factory=dict)
+    shaped: Any = None  # the spec after shape inference, from validation (no weights)
 
     def __getitem__(self, key: str) -> Any:
         return self.values[key]
@@ -118,12 +119,14 @@ def load_recipe(recipe: str | Path, overrides: list[str] | None = None) -> Recip
     spec_path, spec_set = _spec_ref(doc, path, errors)
     if not errors:
         errors += [d for rule in RULES for d in rule(doc)]
+    shaped = None
     if spec_path is not None and not errors:
-        errors += _spec_errors(spec_path, spec_set)
+        shaped, spec_errors = _analyze_spec(spec_path, spec_set)
+        errors += spec_errors
     if errors:
         raise SpecError(dedupe(errors))
     values = {**DEFAULTS, **{k: v for k, v in doc.items() if k != "extends"}}
-    return Recipe(str(doc["name"]), str(path), doc, spec_path, spec_set, values)
+    return Recipe(str(doc["name"]), str(path), doc, spec_path, spec_set, values, shaped)
 
 
 # ---- rules ----------------------------------------------------------------------------------
@@ -136,8 +139,8 @@ def check_schema(doc: Any, path: Path) -> Iterator[Diagnostic]:
     if not isinstance(doc, LocDict):
         yield Diagnostic("a recipe must be a YAML mapping (name:, spec:, data:, ...)", Loc(str(path)))
         return
-    from engine.validate import _plain, check_schema_with
-    yield from check_schema_with(_validator(), doc, _plain)
+    from engine.validate import check_schema_with
+    yield from check_schema_with(_validator(), doc)
 
 
 def _named(doc: LocDict, key: str, registry, where: str = "name") -> Iterator[Diagnostic]:
@@ -228,10 +231,10 @@ def _spec_ref(doc: Any, path: Path, errors: list) -> tuple[Path | None, dict]:
         return None, {}
 
 
-def _spec_errors(spec_path: Path, overrides: dict) -> list[Diagnostic]:
+def _analyze_spec(spec_path: Path, overrides: dict):
+    """The recipe's spec, shaped (the run builds from it), or its errors."""
     from engine.pipeline import analyze
     try:
-        analyze(spec_path, overrides)
+        return analyze(spec_path, overrides), []
     except SpecError as err:
-        return err.diagnostics
-    return []
+        return None, err.diagnostics

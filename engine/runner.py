@@ -55,7 +55,7 @@ class Run:
         self.dist = distributed.current()
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         torch.manual_seed(recipe["seed"])
-        self.shaped = analyze(recipe.spec_path, recipe.spec_overrides)
+        self.shaped = recipe.shaped or analyze(recipe.spec_path, recipe.spec_overrides)
         from engine.build import build
         model = build(self.shaped, device=str(self.device))
         freeze(model, recipe["freeze"])

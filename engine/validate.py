@@ -173,12 +173,12 @@ def _validator():
 
 
 def check_schema(doc: LocDict) -> Iterator[Diagnostic]:
-    yield from check_schema_with(_validator(), doc, _plain)
+    yield from check_schema_with(_validator(), doc)
 
 
-def check_schema_with(validator, doc: LocDict, plain) -> Iterator[Diagnostic]:
+def check_schema_with(validator, doc: LocDict) -> Iterator[Diagnostic]:
     """JSON Schema errors of a located document, each at the key or value it concerns."""
-    for err in validator.iter_errors(plain(doc)):
+    for err in validator.iter_errors(_plain(doc)):
         leaf = _best(err)
         loc, key = _locate(doc, list(leaf.absolute_path))
         if leaf.validator == "additionalProperties":
