@@ -12,6 +12,7 @@ from blocks import (  # noqa: F401  (imported for their @register side effects)
     parameter,
     pool,
     regularize,
+    resample,
     tensor_ops,
 )
 from blocks.registry import REGISTRY, all_blocks, lookup, register  # noqa: F401

@@ -122,3 +122,26 @@ def test_film_matches_formula():
     want = x * (1 + scale.view(2, 4, 1, 1)) + shift.view(2, 4, 1, 1)
     torch.testing.assert_close(block(x, c), want)
     assert block.label() == "FiLM"
+
+
+@pytest.mark.parametrize("args,size", [({"scale": 2}, (8, 10)), ({"scale": 0.5}, (2, 2)),
+                                       ({"size": 7, "mode": "bilinear"}, (7, 7)),
+                                       ({"size": [6, 9], "mode": "bicubic",
+                                         "align_corners": True}, (6, 9))])
+def test_upsample_equals_interpolate(args, size):
+    from blocks.resample import Upsample
+    x = torch.randn(2, 3, 4, 5)
+    out = Upsample(**args)(x)
+    want = F.interpolate(x, size=args.get("size") if not isinstance(args.get("size"), list)
+                         else tuple(args["size"]), scale_factor=args.get("scale"),
+                         mode=args.get("mode", "nearest"), align_corners=args.get("align_corners"))
+    assert out.shape[-2:] == size
+    torch.testing.assert_close(out, want)
+
+
+def test_upsample_rejects_both_or_neither_and_bad_modes():
+    from blocks.resample import Upsample
+    for bad in ({}, {"scale": 2, "size": 4}, {"scale": 2, "mode": "linear"},
+                {"scale": 2, "align_corners": True}):
+        with pytest.raises(ValueError):
+            Upsample(**bad)

@@ -1,0 +1,46 @@
+"""Resampling without weights: nearest, bilinear and bicubic up- or down-scaling of feature maps."""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from blocks.registry import register
+
+MODES = ("nearest", "bilinear", "bicubic", "area", "nearest-exact")
+
+
+@register("upsample", layout=None,
+          example={"args": {"scale": 2}, "inputs": [[2, 3, 4, 5]]})
+class Upsample(nn.Module):
+    """Interpolate a feature map by a `scale` factor or to a fixed `size` (give exactly one).
+
+    [B, C, H, W] -> [B, C, H*scale, W*scale] (floored), or [B, C, size, size] / [B, C, *size].
+    `mode` is one of nearest, bilinear, bicubic, area, nearest-exact; `align_corners` applies to
+    bilinear and bicubic only (PyTorch's default, false, when left out). Equals
+    `F.interpolate`; no parameters.
+    """
+
+    def __init__(self, scale: float | None = None, size: int | list[int] | None = None,
+                 mode: str = "nearest", align_corners: bool | None = None):
+        super().__init__()
+        if (scale is None) == (size is None):
+            raise ValueError("give exactly one of scale: (a factor) and size: (the output size)")
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+        if align_corners is not None and mode not in ("bilinear", "bicubic"):
+            raise ValueError("align_corners applies to bilinear and bicubic modes only")
+        self.scale, self.mode, self.align_corners = scale, mode, align_corners
+        self.size = tuple(size) if isinstance(size, list) else size
+
+    def label(self) -> str:
+        how = f"x{self.scale:g}" if self.scale is not None else f"to {self.size}"
+        return f"upsample {how}, {self.mode}"
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.interpolate(x, size=self.size, scale_factor=self.scale, mode=self.mode,
+                             align_corners=self.align_corners)
+
+    def extra_repr(self) -> str:
+        how = f"scale={self.scale}" if self.scale is not None else f"size={self.size}"
+        return f"{how}, mode={self.mode!r}"
