@@ -127,9 +127,25 @@ def _training_commands(sub) -> None:
         c.set_defaults(func=func)
         if name == "eval":
             c.add_argument("--split", default="test", choices=["train", "val", "test"])
+            c.add_argument("--seed", type=int, default=0, help="seed of the sample metrics")
         else:
             c.add_argument("inputs", nargs="+", help="image files")
             c.add_argument("--top-k", type=int, default=3)
+    s = sub.add_parser("sample", help="write a grid of samples (or reconstructions) of a "
+                       "generative checkpoint", description="write a grid of samples, or for "
+                       "autoencoders of held-out reconstructions")
+    s.add_argument("recipe", help="the recipe the checkpoint was trained with")
+    s.add_argument("--checkpoint", required=True, help="a .pt file from a run folder")
+    s.add_argument("-n", type=int, default=64, help="how many images (default 64)")
+    s.add_argument("-o", "--output", required=True, help="the PNG to write")
+    s.add_argument("--label", type=int, help="class of every sample (conditional models)")
+    s.add_argument("--reconstruct", action="store_true",
+                   help="reconstruct held-out test images instead of sampling")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--set", dest="overrides", action="append", default=[], metavar="K=V",
+                   help="override a recipe key (procedure.steps=50 procedure.sampler=ddim)")
+    s.add_argument("--device", help="cpu or cuda")
+    s.set_defaults(func=cmd_sample)
 
 
 def cmd_validate(args) -> int:
@@ -243,6 +259,26 @@ def cmd_eval(args) -> int:
     metrics = run.evaluate(args.split)
     print(f"{run.recipe.name} on {args.split} ({len(run.eval_sets.get(args.split, run.train_set))}"
           f" samples): " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+    names = run.recipe.get("eval", {}).get("sample_metrics") or []
+    if names:
+        from engine.sampling import evaluate_samples
+        values, notes = evaluate_samples(run, args.split, names, args.seed)
+        print(f"{run.recipe.name} samples against {args.split}: "
+              + "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                          for k, v in values.items()))
+        for note in notes:
+            print(note)
+    return 0
+
+
+def cmd_sample(args) -> int:
+    from engine.runner import open_checkpoint
+    from engine.sampling import sample_grid
+    if args.n < 1:
+        print("engine sample: -n must be at least 1", file=sys.stderr)
+        return 2
+    run = open_checkpoint(args.recipe, args.overrides, args.checkpoint, args.device)
+    print(sample_grid(run, args.n, args.output, args.label, args.seed, args.reconstruct))
     return 0
 
 

@@ -21,6 +21,13 @@ def top5(logits: Tensor, target: Tensor) -> Tensor:
     return (logits.topk(k, dim=-1).indices == target.unsqueeze(-1)).any(dim=-1).float()
 
 
+@METRICS.register("psnr")
+def psnr(output: Tensor, target: Tensor) -> Tensor:
+    """Peak signal-to-noise ratio in dB of images in [0, 1]: 10 log10(1 / MSE), per image."""
+    mse = (output.float() - target.float()).pow(2).flatten(1).mean(dim=1)
+    return 10 * torch.log10(1.0 / mse.clamp_min(1e-10))
+
+
 def per_sample_loss(loss: torch.nn.Module, logits: Tensor, target: Tensor) -> Tensor:
     """The recipe's loss, one value per sample (so batches of any size average exactly)."""
     reduction = loss.reduction

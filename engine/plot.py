@@ -18,7 +18,7 @@ def plot_metrics(csv_path: Path, png_path: Path) -> Path | None:
         return None
     epochs = [int(r["epoch"]) for r in rows]
     groups = {"loss": [k for k in rows[0] if k.endswith("_loss")],
-              "metric": [k for k in rows[0] if k.endswith(("accuracy", "top5"))]}
+              "metric": [k for k in rows[0] if k.endswith(("accuracy", "top5", "psnr"))]}
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
     for ax, (title, keys) in zip(axes, groups.items()):
         for key in keys:

@@ -6,6 +6,7 @@ line and key, with a did-you-mean for unknown procedures, datasets, optimizers a
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -27,6 +28,8 @@ from engine.registry import (
     load_all,
 )
 
+# Judged on generated samples by `engine eval` (engine/digit_fd.py), not per batch in training.
+SAMPLE_METRICS = ("digit_fd", "label_accuracy")
 _NAMED = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
 _OPTIMIZER = {"type": "object", "required": ["name", "lr"], "properties": {
     "name": {"type": "string"}, "lr": {"type": "number", "exclusiveMinimum": 0},
@@ -52,7 +55,7 @@ SCHEMA = {
                      "transforms": {"type": "object", "additionalProperties": False,
                                     "properties": {"train": {"type": "array"},
                                                    "eval": {"type": "array"}}}}},
-        "procedure": {"type": "string"},
+        "procedure": {"anyOf": [{"type": "string"}, _NAMED]},
         "loss": _NAMED,
         "optimizer": _OPTIMIZER,
         "optimizers": {"type": "object", "additionalProperties": _OPTIMIZER},
@@ -68,6 +71,8 @@ SCHEMA = {
         "eval": {"type": "object", "additionalProperties": False, "properties": {
             "every_epochs": {"type": "integer", "minimum": 0},
             "metrics": {"type": "array", "items": {"type": "string"}},
+            "sample_metrics": {"type": "array", "items": {"enum": list(SAMPLE_METRICS)}},
+            "samples": {"type": "integer", "minimum": 2},
             "split": {"enum": ["train", "val", "test"]}}},
         "checkpoint": {"type": "object", "additionalProperties": False, "properties": {
             "every_steps": {"type": "integer", "minimum": 0},
@@ -78,8 +83,7 @@ SCHEMA = {
     },
 }
 DEFAULTS = {"epochs": None, "steps": None, "clip_grad": None, "amp": False, "ema": None,
-            "seed": 0, "scheduler": None, "freeze": [], "output": "runs",
-            "loss": {"name": "cross_entropy"}}
+            "seed": 0, "scheduler": None, "freeze": [], "output": "runs", "loss": None}
 
 
 @dataclass
@@ -126,6 +130,7 @@ def load_recipe(recipe: str | Path, overrides: list[str] | None = None) -> Recip
     if errors:
         raise SpecError(dedupe(errors))
     values = {**DEFAULTS, **{k: v for k, v in doc.items() if k != "extends"}}
+    values["procedure"], values["options"] = procedure_options(doc["procedure"])
     return Recipe(str(doc["name"]), str(path), doc, spec_path, spec_set, values, shaped)
 
 
@@ -150,10 +155,28 @@ def _named(doc: LocDict, key: str, registry, where: str = "name") -> Iterator[Di
                          key, registry.hint(value[where]))
 
 
+def procedure_options(value: Any) -> tuple[str, dict[str, Any]]:
+    """`procedure: vae` or `procedure: {name: vae, kl_weight: 0.5}` -> (name, options with defaults)."""
+    name, given = (value["name"], {k: v for k, v in value.items() if k != "name"}) \
+        if isinstance(value, dict) else (value, {})
+    return name, {**PROCEDURES.get(name).OPTIONS, **given}
+
+
 def check_procedure(doc: LocDict) -> Iterator[Diagnostic]:
-    if doc["procedure"] not in PROCEDURES:
-        yield Diagnostic(f"unknown procedure '{doc['procedure']}'", doc.value_loc("procedure"),
-                         "procedure", PROCEDURES.hint(doc["procedure"]))
+    value = doc["procedure"]
+    name = value["name"] if isinstance(value, LocDict) else value
+    where = value.value_loc("name") if isinstance(value, LocDict) else doc.value_loc("procedure")
+    if name not in PROCEDURES:
+        yield Diagnostic(f"unknown procedure '{name}'", where, "procedure", PROCEDURES.hint(name))
+        return
+    known = PROCEDURES.get(name).OPTIONS
+    for key in value if isinstance(value, LocDict) else ():
+        if key != "name" and key not in known:
+            close = difflib.get_close_matches(key, list(known), n=1)
+            hint = f"did you mean '{close[0]}'?" if close else \
+                f"procedure '{name}' takes: {', '.join(known) or 'no options'}"
+            yield Diagnostic(f"unknown option '{key}' of procedure '{name}'", value.key_loc(key),
+                             f"procedure.{key}", hint)
 
 
 def check_dataset(doc: LocDict) -> Iterator[Diagnostic]:

@@ -55,7 +55,8 @@ class Run:
         self.dist = distributed.current()
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         torch.manual_seed(recipe["seed"])
-        self.shaped = recipe.shaped or analyze(recipe.spec_path, recipe.spec_overrides)
+        self.shaped = recipe.shaped = recipe.shaped or analyze(recipe.spec_path,
+                                                               recipe.spec_overrides)
         from engine.build import build
         model = build(self.shaped, device=str(self.device))
         freeze(model, recipe["freeze"])
@@ -86,6 +87,8 @@ class Run:
         if self.dist.is_main:
             self.write_header()
         recipe, pos = self.recipe, self.position
+        if pos.step == 0 and pos.batch == 0 and pos.epoch == 0:
+            self.procedure.start_training()
         every = recipe.get("checkpoint", {}).get("every_steps", 0)
         while pos.epoch < self.epochs and pos.step < self.total_steps:
             self.train_epoch(every)
@@ -100,7 +103,7 @@ class Run:
         total = num_batches(len(self.train_set), batch_size)
         progress = Progress(total, f"epoch {pos.epoch + 1}/{self.epochs}", pos.batch,
                             self.dist.is_main)
-        self.procedure.model.train()
+        self.procedure.train_mode()
         batches = train_batches(self.train_set, batch_size, self.recipe["seed"], pos.epoch,
                                 pos.batch, self.dist.rank, self.dist.world, data.get("workers", 0))
         for index, batch in batches:

@@ -20,20 +20,30 @@ from engine.optim import make_optimizer, make_scheduler
 
 
 class Procedure:
-    """One optimizer over `model` by default; subclasses override `setup` for several."""
+    """One optimizer over `model` by default; subclasses override `setup` for several.
+
+    `OPTIONS` are the recipe's `procedure: {name: ..., key: value}` settings with their defaults
+    (the recipe validator rejects any other key); `self.options` holds the merged values.
+    """
+
+    OPTIONS: dict = {}
+    DEFAULT_LOSS: dict = {"name": "cross_entropy"}
 
     def __init__(self, recipe, model: nn.Module, device: torch.device, total_steps: int):
         self.recipe, self.device = recipe, device
+        self.options = {**self.OPTIONS, **(recipe.get("options") or {})}
         self.model = model
-        self.loss = make_loss(recipe["loss"])
+        self.loss = make_loss(recipe.get("loss") or self.DEFAULT_LOSS)
         self.clip = recipe.get("clip_grad")
         self.amp = bool(recipe.get("amp"))
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.schedulers: dict = {}
         self.setup(total_steps)
         ema = recipe.get("ema")
-        self.ema = AveragedModel(self.unwrapped, multi_avg_fn=get_ema_multi_avg_fn(ema["decay"])) \
-            if ema else None
+        # use_buffers: batch-norm statistics follow the average too (else the EMA copy keeps
+        # the running statistics of step 0 and evaluates badly)
+        self.ema = AveragedModel(self.unwrapped, multi_avg_fn=get_ema_multi_avg_fn(ema["decay"]),
+                                 use_buffers=True) if ema else None
 
     @property
     def unwrapped(self) -> nn.Module:
@@ -70,6 +80,13 @@ class Procedure:
 
     def eval_model(self) -> nn.Module:
         return self.ema.module if self.ema is not None else self.unwrapped
+
+    def train_mode(self) -> None:
+        """Called at the start of every epoch (a procedure with frozen parts keeps them in eval)."""
+        self.model.train()
+
+    def start_training(self) -> None:
+        """Called once before the first step of a fresh (not resumed) run."""
 
     def lr(self) -> float:
         return next(iter(self.optimizers.values())).param_groups[0]["lr"]
