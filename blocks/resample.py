@@ -7,8 +7,6 @@ from torch import Tensor, nn
 
 from blocks.registry import register
 
-MODES = ("nearest", "bilinear", "bicubic", "area", "nearest-exact")
-
 
 @register("upsample", layout=None,
           example={"args": {"scale": 2}, "inputs": [[2, 3, 4, 5]]})
@@ -26,8 +24,9 @@ class Upsample(nn.Module):
         super().__init__()
         if (scale is None) == (size is None):
             raise ValueError("give exactly one of scale: (a factor) and size: (the output size)")
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+        modes = ("nearest", "bilinear", "bicubic", "area", "nearest-exact")
+        if mode not in modes:
+            raise ValueError(f"mode must be one of {', '.join(modes)}, not {mode!r}")
         if align_corners is not None and mode not in ("bilinear", "bicubic"):
             raise ValueError("align_corners applies to bilinear and bicubic modes only")
         self.scale, self.mode, self.align_corners = scale, mode, align_corners

@@ -96,7 +96,7 @@ class _Renderer:
         env = self.graph(graph, env, 0)
         for out_name, ref in graph.outputs.items():
             dot_id = _id(f"{name}:out:{out_name}")
-            source = self.lookup(env, ref.node, ref.output)
+            source = self.lookup(env, ref.node, ref.output, graph)
             self.lines.append(f'  "{dot_id}" [shape=oval, style=filled, fillcolor="#ffffff", '
                               f'label=<<B>{_h(out_name)}</B><BR/>{_shape(source.info)}>];')
             self.edge(source, dot_id, force_label=True)
@@ -104,7 +104,7 @@ class _Renderer:
     def graph(self, graph: Graph, env: dict[str, list[_Out]], level: int) -> dict:
         env = dict(env)
         for node in graph.nodes:
-            sources = [self.lookup(env, r.node, r.output) for r in node.inputs]
+            sources = [self.lookup(env, r.node, r.output, graph) for r in node.inputs]
             if node.kind == "pass" or node.path not in self.shaped.nodes:
                 if sources:
                     env[node.name] = [sources[0]]
@@ -113,11 +113,13 @@ class _Renderer:
                               else self.box(node, sources))
         return env
 
-    def lookup(self, env: dict, name: str, output: str | None) -> _Out:
+    def lookup(self, env: dict, name: str, output: str | None, scope: Graph) -> _Out:
         outs = env[name]
         if output is None or len(outs) == 1:
             return outs[0]
-        result = self.shaped.nodes.get(name)
+        # output names live on the node's shape result, keyed by its full path in the scope
+        path = next((n.path for n in scope.nodes if n.name == name), name)
+        result = self.shaped.nodes.get(path)
         names = result.output_names if result else ()
         return outs[names.index(output) if output in names else int(output)]
 
@@ -191,7 +193,7 @@ class _Renderer:
         env = {name: [s] for name, s in zip(body.inputs, sources)}
         env = self.graph(body, env, level + 1)
         self.lines.append("  }")
-        return [self.lookup(env, r.node, r.output) for r in body.outputs.values()]
+        return [self.lookup(env, r.node, r.output, body) for r in body.outputs.values()]
 
     def edge(self, source: _Out, target: str, force_label: bool = False) -> None:
         label = f' [label=" {_shape(source.info)}"]' if source.changed or force_label else ""

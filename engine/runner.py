@@ -128,7 +128,9 @@ class Run:
         loss_sum, acc_sum, seen = distributed.all_sum([pos.loss_sum, pos.acc_sum, pos.seen],
                                                       self.dist)
         row = {"epoch": pos.epoch + 1, "step": pos.step, "lr": self.procedure.lr(),
-               "train_loss": loss_sum / max(seen, 1), "train_accuracy": acc_sum / max(seen, 1)}
+               "train_loss": loss_sum / max(seen, 1)}
+        if self.procedure.reports_accuracy:
+            row["train_accuracy"] = acc_sum / max(seen, 1)
         eval_cfg = recipe.get("eval", {})
         every = eval_cfg.get("every_epochs", 1)
         if every and ((pos.epoch + 1) % every == 0 or pos.epoch + 1 == self.epochs):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import torch
 import engine
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED_DATA = Path(__import__("os").environ.get("ENGINE_DATA", REPO.parent / "shared" / "data"))
+SHARED_DATA = Path(os.environ.get("ENGINE_DATA", REPO.parent / "shared" / "data"))
 
 
 @pytest.fixture
@@ -39,3 +40,19 @@ def build_text(spec_file):
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def digits_judge(tmp_path_factory):
+    """The bundled digits judge, trained once into a temporary cache for the whole session."""
+    from engine.digit_fd import DigitJudge
+    cache = tmp_path_factory.mktemp("engine_cache")
+    old = os.environ.get("ENGINE_CACHE")
+    os.environ["ENGINE_CACHE"] = str(cache)
+    try:
+        yield DigitJudge("digits")
+    finally:
+        if old is None:
+            os.environ.pop("ENGINE_CACHE")
+        else:
+            os.environ["ENGINE_CACHE"] = old

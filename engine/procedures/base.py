@@ -27,6 +27,7 @@ class Procedure:
     """
 
     OPTIONS: dict = {}
+    reports_accuracy = True  # train_step returns "accuracy" (a column of metrics.csv)
     DEFAULT_LOSS: dict = {"name": "cross_entropy"}
 
     def __init__(self, recipe, model: nn.Module, device: torch.device, total_steps: int):
