@@ -42,17 +42,20 @@ def _seed():
     torch.manual_seed(0)
 
 
-@pytest.fixture(scope="session")
-def digits_judge(tmp_path_factory):
-    """The bundled digits judge, trained once into a temporary cache for the whole session."""
-    from engine.digit_fd import DigitJudge
-    cache = tmp_path_factory.mktemp("engine_cache")
+@pytest.fixture(scope="session", autouse=True)
+def _engine_cache(tmp_path_factory):
+    """Caches (the digit-FD judges) go to a temporary folder, never to the user's home."""
     old = os.environ.get("ENGINE_CACHE")
-    os.environ["ENGINE_CACHE"] = str(cache)
-    try:
-        yield DigitJudge("digits")
-    finally:
-        if old is None:
-            os.environ.pop("ENGINE_CACHE")
-        else:
-            os.environ["ENGINE_CACHE"] = old
+    os.environ["ENGINE_CACHE"] = str(tmp_path_factory.mktemp("engine_cache"))
+    yield
+    if old is None:
+        os.environ.pop("ENGINE_CACHE")
+    else:
+        os.environ["ENGINE_CACHE"] = old
+
+
+@pytest.fixture(scope="session")
+def digits_judge():
+    """The bundled digits judge, trained once (about 30 s) for the whole session."""
+    from engine.digit_fd import DigitJudge
+    return DigitJudge("digits")
