@@ -60,12 +60,13 @@ def test_autoencoders_map_image_to_code_and_back(name, size):
 def test_vaes_give_mean_logvar_and_a_sample(name, size):
     m = build(name, image_size=size)
     x = torch.rand(3, 1, size, size)
-    out = m["encoder"](x)
+    inputs = (x, torch.tensor([0, 3, 9])) if name == "cvae" else (x,)
+    out = m["encoder"](*inputs)
     assert set(out) == {"mean", "logvar", "z"}
     assert all(v.shape == (3, 10) for v in out.values())
     assert not torch.equal(out["z"], out["mean"])  # training: a sample
     m.eval()
-    out = m["encoder"](x)
+    out = m["encoder"](*inputs)
     torch.testing.assert_close(out["z"], out["mean"])  # eval: the mean
     args = (out["z"], torch.tensor([0, 3, 9])) if name == "cvae" else (out["z"],)
     image = m["decoder"](*args)
@@ -216,8 +217,18 @@ def test_vae_conv_and_cvae_share_the_conv_autoencoder_body():
         assert {k: v.shape for k, v in m["encoder"].state_dict().items()
                 if not k.startswith("head")} == body
         assert m["encoder"].head.out_features == 20
+    assert vae["encoder"].head.in_features == 64 and cvae["encoder"].head.in_features == 64 + 10
     assert {k: v.shape for k, v in vae["decoder"].state_dict().items()} == \
         {k: v.shape for k, v in ae["decoder"].state_dict().items()}
+
+
+def test_cvae_encoder_sees_the_label():
+    encoder = build("cvae")["encoder"].eval()
+    x = torch.rand(2, 1, 28, 28)
+    with torch.no_grad():
+        a, b = encoder(x, torch.tensor([1, 7])), encoder(x, torch.tensor([2, 7]))
+    assert not torch.allclose(a["mean"][0], b["mean"][0])
+    torch.testing.assert_close(a["mean"][1], b["mean"][1])
 
 
 def test_cvae_decoder_adds_a_label_projection_to_z():

@@ -48,6 +48,9 @@ class Reconstruct(Generative):
 class VAE(Generative):
     """Variational autoencoder (Kingma & Welling, 2014): minimise the negative ELBO per image.
 
+    A decoder (and encoder) that takes a `label` input makes it a conditional VAE (Sohn et al.,
+    2015): the batch's labels are passed in training, the requested ones in sampling.
+
     loss = reconstruction + kl_weight * KL(q(z|x) || N(0, I)), both summed over pixels / latent
     dimensions and averaged over the batch. `reconstruction: bce` is the Bernoulli likelihood of
     the paper's MNIST experiments; `mse` is a Gaussian one (sum of squares / 2). (The seed
@@ -68,7 +71,8 @@ class VAE(Generative):
 
     def terms(self, model, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Per-image reconstruction term, KL term, and the reconstruction itself."""
-        code = self.network("encoder", model)(images)
+        encoder = self.network("encoder", model)
+        code = encoder(images, label=labels) if self.takes(encoder, "label") else encoder(images)
         mean, logvar = code["mean"].float(), code["logvar"].float()
         recon = self.decode(model, code["z"], labels).float()
         if self.options["reconstruction"] == "bce":
