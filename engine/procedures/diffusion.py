@@ -63,7 +63,12 @@ class Diffusion(Generative):
         steps = o["steps"] if o["sampler"] == "ddim" else None
         total = (steps or 50) if o["sampler"] == "ddim" else self.schedule.timesteps
         progress = Progress(total, f"{o['sampler']} sampling, {n} images", enabled=True)
-        x = sample(lambda x_t, t: model(x=x_t, t=t).float(), self.schedule,
+
+        def predict(x_t: Tensor, t: Tensor) -> Tensor:
+            with self.autocast():  # the recipe's amp: bfloat16 (CPU) or float16 (CUDA) network
+                return model(x=x_t, t=t).float()
+
+        x = sample(predict, self.schedule,
                    (n, *self.input_shape(self.network_name, "x")), sampler=o["sampler"],
                    steps=steps, eta=o["eta"], generator=generator, device=self.device,
                    progress=lambda i: progress.update(n), clip_x0=o["clip_x0"])
