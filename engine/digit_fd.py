@@ -85,6 +85,10 @@ def pca_gaussian_samples(images: Tensor, n: int, generator: torch.Generator,
     mean = flat.mean(dim=0)
     _, singular, axes = torch.linalg.svd(flat - mean, full_matrices=False)
     k = min(components, axes.shape[0])
+    # an axis's sign is arbitrary (it may flip with the thread count): fix it, so that a seed
+    # always gives the same samples
+    signs = torch.sign(axes.gather(1, axes.abs().argmax(dim=1, keepdim=True)))
+    axes = axes * signs
     std = singular[:k] / (len(flat) - 1) ** 0.5
     coords = torch.randn(n, k, generator=generator, dtype=torch.float64) * std
     out = (coords @ axes[:k] + mean).clamp(0, 1)
