@@ -169,14 +169,20 @@ def check_procedure(doc: LocDict) -> Iterator[Diagnostic]:
     if name not in PROCEDURES:
         yield Diagnostic(f"unknown procedure '{name}'", where, "procedure", PROCEDURES.hint(name))
         return
-    known = PROCEDURES.get(name).OPTIONS
+    procedure = PROCEDURES.get(name)
     for key in value if isinstance(value, LocDict) else ():
-        if key != "name" and key not in known:
-            close = difflib.get_close_matches(key, list(known), n=1)
+        if key == "name":
+            continue
+        if key not in procedure.OPTIONS:
+            close = difflib.get_close_matches(key, list(procedure.OPTIONS), n=1)
             hint = f"did you mean '{close[0]}'?" if close else \
-                f"procedure '{name}' takes: {', '.join(known) or 'no options'}"
+                f"procedure '{name}' takes: {', '.join(procedure.OPTIONS) or 'no options'}"
             yield Diagnostic(f"unknown option '{key}' of procedure '{name}'", value.key_loc(key),
                              f"procedure.{key}", hint)
+        elif key in procedure.CHOICES and value[key] not in procedure.CHOICES[key]:
+            yield Diagnostic(f"procedure '{name}' has no {key} '{value[key]}'",
+                             value.value_loc(key), f"procedure.{key}",
+                             f"write one of {', '.join(procedure.CHOICES[key])}")
 
 
 def check_dataset(doc: LocDict) -> Iterator[Diagnostic]:

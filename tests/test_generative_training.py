@@ -176,3 +176,24 @@ def test_every_generative_recipe_is_ci_sized_here():
                   if p.stem.split("_")[0] in ("ae", "vae", "cvae", "vqvae", "ddpm")
                   and "prior" not in p.stem}
     assert generative <= set(CI_SIZED)
+
+
+@pytest.mark.parametrize("procedure, message, hint", [
+    ("{name: diffusion, schedul: cosine}", "unknown option 'schedul' of procedure 'diffusion'",
+     "did you mean 'schedule'?"),
+    ("{name: diffusion, sampler: ddim2}", "procedure 'diffusion' has no sampler 'ddim2'",
+     "write one of ddpm, ddim"),
+    ("{name: vqvae, stage: priors}", "procedure 'vqvae' has no stage 'priors'",
+     "write one of autoencoder, prior"),
+])
+def test_procedure_options_are_checked_where_they_are_written(tmp_path, procedure, message, hint):
+    from engine.ir import SpecError
+    from engine.recipe import load_recipe
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"name: r\nspec: {REPO / 'specs' / 'ddpm_unet.yaml'}\n"
+                      f"data: {{dataset: digits}}\nprocedure: {procedure}\n"
+                      "optimizer: {name: adam, lr: 0.001}\nepochs: 1\n")
+    with pytest.raises(SpecError) as err:
+        load_recipe(recipe)
+    (d,) = err.value.diagnostics
+    assert d.message == message and d.hint == hint and d.loc.line == 4

@@ -23,10 +23,12 @@ class Procedure:
     """One optimizer over `model` by default; subclasses override `setup` for several.
 
     `OPTIONS` are the recipe's `procedure: {name: ..., key: value}` settings with their defaults
-    (the recipe validator rejects any other key); `self.options` holds the merged values.
+    (the recipe validator rejects any other key, and any value outside `CHOICES`);
+    `self.options` holds the merged values.
     """
 
     OPTIONS: dict = {}
+    CHOICES: dict[str, tuple] = {}  # option -> its allowed values, where they are a fixed set
     reports_accuracy = True  # train_step returns "accuracy" (a column of metrics.csv)
     DEFAULT_LOSS: dict = {"name": "cross_entropy"}
 

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from engine.diffusion import Schedule, make_betas, sample
+from engine.diffusion import SAMPLERS, SCHEDULES, Schedule, make_betas, sample
 from engine.procedures.generative import Generative
 from engine.progress import Progress
 from engine.registry import PROCEDURES
@@ -23,6 +23,7 @@ from engine.registry import PROCEDURES
 class Diffusion(Generative):
     OPTIONS = {"timesteps": 1000, "schedule": "linear", "beta_start": 1e-4, "beta_end": 0.02,
                "sampler": "ddpm", "steps": None, "eta": 0.0, "clip_x0": False}
+    CHOICES = {"schedule": SCHEDULES, "sampler": SAMPLERS}
 
     def setup(self, total_steps: int) -> None:
         super().setup(total_steps)

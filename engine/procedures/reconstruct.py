@@ -23,25 +23,25 @@ class Reconstruct(Generative):
     DEFAULT_LOSS = {"name": "mse"}
     can_sample, can_reconstruct = False, True
 
-    def forward(self, model, images: Tensor) -> Tensor:
+    def autoencode(self, model, images: Tensor) -> Tensor:
         return self.network("decoder", model)(self.network("encoder", model)(images))
 
     def train_step(self, batch) -> dict[str, float]:
         images, _ = batch
         with self.autocast():
-            loss = self.loss(self.forward(self.model, images).float(), images)
+            loss = self.loss(self.autoencode(self.model, images).float(), images)
         self.optimize(loss)
         return {"loss": loss.item()}
 
     @torch.no_grad()
     def eval_step(self, batch, metrics: list[str]) -> dict[str, Tensor]:
         images, _ = batch
-        recon = self.forward(self.eval_model(), images).float()
+        recon = self.autoencode(self.eval_model(), images).float()
         return self.image_eval(recon, images, per_sample_loss(self.loss, recon, images))
 
     @torch.no_grad()
     def reconstruct(self, images: Tensor, labels: Tensor | None = None) -> Tensor:
-        return self.forward(self.eval_model(), images).float()
+        return self.autoencode(self.eval_model(), images).float()
 
 
 @PROCEDURES.register("vae")
@@ -59,6 +59,7 @@ class VAE(Generative):
     """
 
     OPTIONS = {"kl_weight": 1.0, "reconstruction": "bce", "classes": 10}
+    CHOICES = {"reconstruction": ("bce", "mse")}
     can_reconstruct = True
 
     @property

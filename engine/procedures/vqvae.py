@@ -33,15 +33,12 @@ STAGES = ("autoencoder", "prior")
 @PROCEDURES.register("vqvae")
 class VQVAE(Generative):
     OPTIONS = {"stage": "autoencoder", "autoencoder": None, "temperature": 1.0}
+    CHOICES = {"stage": STAGES}
     DEFAULT_LOSS = {"name": "mse"}
     can_reconstruct = True
 
     @property
     def prior_stage(self) -> bool:
-        if self.options["stage"] not in STAGES:
-            raise SpecError([Diagnostic(f"unknown vqvae stage '{self.options['stage']}'",
-                                        self.recipe.doc.loc, "procedure.stage",
-                                        f"write one of {', '.join(STAGES)}")])
         return self.options["stage"] == "prior"
 
     @property
