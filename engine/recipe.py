@@ -29,7 +29,7 @@ from engine.registry import (
 )
 
 # Judged on generated samples by `engine eval` (engine/digit_fd.py), not per batch in training.
-SAMPLE_METRICS = ("digit_fd", "label_accuracy")
+SAMPLE_METRICS = ("digit_fd", "label_accuracy", "code_agreement", "class_kept", "fcn_dice")
 _NAMED = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
 _OPTIMIZER = {"type": "object", "required": ["name", "lr"], "properties": {
     "name": {"type": "string"}, "lr": {"type": "number", "exclusiveMinimum": 0},

@@ -66,6 +66,8 @@ def sample_grid(run, n: int, output: str, label: int | None = None, seed: int = 
                 reconstruct: bool = False) -> str:
     """Write a grid of samples (or reconstructions) and say what it shows."""
     procedure = run.procedure
+    if hasattr(procedure, "sample_figure") and not reconstruct and label is None:
+        return procedure.sample_figure(run, n, output, seed)  # translations, traversals ...
     if reconstruct or not procedure.can_sample:
         return _reconstruction_grid(run, n, output)
     generator = generator_for(run, seed)
@@ -112,6 +114,8 @@ def evaluate_samples(run, split: str, names: list[str], seed: int = 0) -> tuple[
     """Digit-FD of n samples against `split`, with its two reference points (same n)."""
     from engine.digit_fd import DigitJudge, feature_fd, pca_gaussian_samples
     procedure, data = run.procedure, run.recipe["data"]
+    if hasattr(procedure, "evaluate_samples"):  # its own figures (translations, FCN-score ...)
+        return procedure.evaluate_samples(run, split, names, seed)
     if not procedure.can_sample:
         raise _error(run, "sample metrics need a model that generates",
                      "drop eval.sample_metrics, or evaluate the prior stage")
