@@ -51,9 +51,20 @@ def build(shaped: Shaped, device: str = "cpu") -> nn.Module:
     initialize(root, shaped)
     for name, graph in spec.networks.items():
         prefix = f"{name}." if spec.multi else ""
+        _apply_spectral_norm(nets[name], graph, prefix)
         _apply_ties(nets[name], graph, prefix)
         _apply_freeze(nets[name], graph, prefix)
     return root
+
+
+def _apply_spectral_norm(net: nn.Module, graph: Graph, prefix: str) -> None:
+    """`spectral_norm: true`: after initialisation, so the power iteration starts from the
+    initialised weight (the state_dict then holds `parametrizations.weight.original`, `_u`, `_v`,
+    as torch's own spectral_norm writes them)."""
+    for node in iter_nodes(graph):
+        if node.spectral_norm and node.shared is None:
+            module = net.get_submodule(node.path[len(prefix):])
+            nn.utils.parametrizations.spectral_norm(module)
 
 
 def _apply_freeze(net: nn.Module, graph: Graph, prefix: str) -> None:

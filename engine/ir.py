@@ -117,6 +117,7 @@ class Node:
     init: dict[str, Any] = field(default_factory=dict)
     repeat: int = 0  # for a `repeat:` node, how many times its op is applied
     freeze: bool = False  # parameters under this node are not trained (requires_grad False)
+    spectral_norm: bool = False  # its `weight` is divided by its largest singular value
     arg_locs: dict[str, Loc] = field(default_factory=dict)  # where each argument's value is
     arg_key_locs: dict[str, Loc] = field(default_factory=dict)  # ... and its key
 

@@ -36,3 +36,35 @@ def per_sample_loss(loss: torch.nn.Module, logits: Tensor, target: Tensor) -> Te
         return loss(logits, target).reshape(len(target), -1).mean(dim=1)
     finally:
         loss.reduction = reduction
+
+
+def _membrane_counts(pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Per image: |P and T|, |P|, |T| of the membrane class (1). `pred` is class logits
+    [B, K, H, W] or a label map [B, H, W]; `target` a label map [B, H, W]."""
+    if pred.dim() == target.dim() + 1:
+        pred = pred.argmax(dim=1)
+    p, t = (pred == 1).flatten(1).float(), (target == 1).flatten(1).float()
+    return (p * t).sum(dim=1), p.sum(dim=1), t.sum(dim=1)
+
+
+@METRICS.register("dice")
+def dice(pred: Tensor, target: Tensor) -> Tensor:
+    """Dice of the membrane class (1), per image: 2|P and T| / (|P| + |T|); 1 when both are empty."""
+    both, p, t = _membrane_counts(pred, target)
+    return torch.where(p + t > 0, 2 * both / (p + t).clamp_min(1), torch.ones_like(both))
+
+
+@METRICS.register("iou")
+def iou(pred: Tensor, target: Tensor) -> Tensor:
+    """Intersection over union (Jaccard) of the membrane class (1), per image; 1 when both are empty."""
+    both, p, t = _membrane_counts(pred, target)
+    union = p + t - both
+    return torch.where(union > 0, both / union.clamp_min(1), torch.ones_like(both))
+
+
+@METRICS.register("pixel_accuracy")
+def pixel_accuracy(pred: Tensor, target: Tensor) -> Tensor:
+    """The fraction of pixels whose class is right, per image (logits [B, K, H, W] or labels)."""
+    if pred.dim() == target.dim() + 1:
+        pred = pred.argmax(dim=1)
+    return (pred == target).flatten(1).float().mean(dim=1)

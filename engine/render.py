@@ -153,6 +153,8 @@ class _Renderer:
             return f"{_name(node)} · {what}", "block"
         info = lookup(node.op)
         label = result.module.label() if hasattr(result.module, "label") else node.op
+        if node.spectral_norm:
+            label += ", SN"
         if node.kind == "param":
             label = f"{node.name}: {label}"
         category = "parameter" if node.kind == "param" else (

@@ -17,7 +17,8 @@ from engine.ir import INVALID, Deferred, Diagnostic, Graph, Loc, Node, Ref, Spec
 from engine.load import LocDict, LocList
 
 NODE_KEYS = {"op", "in", "repeat", "names", "args", "first", "last", "when", "seq", "graph",
-             "share", "tie", "init", "outputs", "each", "as", "freeze"}
+             "share", "tie", "init", "outputs", "each", "as", "freeze",
+             "spectral_norm"}
 TYPES = {"int": int, "float": (int, float), "bool": bool, "str": str, "list": list}
 DEFAULT_INPUT = "input"
 
@@ -198,6 +199,8 @@ class _Resolver:
         node.init = self.value(raw.get("init", {}), scope, raw.value_loc("init"), full)
         node.tie = raw.get("tie") or {}
         node.freeze = bool(self.value(raw.get("freeze", False), scope, raw.value_loc("freeze"), full))
+        node.spectral_norm = bool(self.value(raw.get("spectral_norm", False), scope,
+                                             raw.value_loc("spectral_norm"), full))
         return node
 
     def link_share(self, node: Node, earlier: list[Node]) -> None:

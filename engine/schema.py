@@ -37,6 +37,9 @@ NODE_KEYS = {
             "description": "tie parameters to another node's: {weight: embed.weight}"},
     "freeze": {"anyOf": [{"type": "boolean"}, EXPR],
                "description": "true: this node's parameters are not trained"},
+    "spectral_norm": {"anyOf": [{"type": "boolean"}, EXPR],
+                      "description": "true: the weight is spectrally normalised "
+                                     "(Miyato et al., 2018); conv, linear, embedding layers"},
     "init": {"type": ["object", "string", "number"],
              "description": "init rules {weight: zeros, ...}; for a parameter node, its own rule"},
 }

@@ -149,7 +149,23 @@ def check_share(node: Node, user_blocks: set[str]) -> Iterator[Diagnostic]:
         yield Diagnostic("`share:` must name an earlier node", node.loc, node.path)
 
 
-NODE_RULES = (check_op, check_args, check_input_count, check_name, check_share)
+# layers whose `weight` spectral normalisation can wrap (torch picks dim 1 for transposed convs)
+_WEIGHTED = (nn.modules.conv._ConvNd, nn.Linear, nn.Embedding)
+
+
+def check_spectral_norm(node: Node, user_blocks: set[str]) -> Iterator[Diagnostic]:
+    if not node.spectral_norm:
+        return
+    info = lookup(node.op) if node.kind == "prim" else None
+    if info is None or not issubclass(info.cls, _WEIGHTED):
+        what = f"op '{node.op}'" if node.kind == "prim" else f"'{node.op}' (a block of layers)"
+        yield Diagnostic(f"`spectral_norm: true` needs a layer with a weight matrix; {what} "
+                         "has none", node.loc, node.path,
+                         "put it on the conv, conv_transpose, linear or embedding nodes inside")
+
+
+NODE_RULES = (check_op, check_args, check_input_count, check_name, check_share,
+              check_spectral_norm)
 
 
 @lru_cache(maxsize=1)

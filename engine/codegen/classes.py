@@ -156,6 +156,7 @@ class _Classes:
                     lines.append(_assign(node.name, self._module_tok(node, module, b, node.name,
                                                                      "class")))
                     inits += self._init_toks(node, module, attr, b, node.name)
+                    inits += _spectral_norm_toks(node, attr)
                 if id(module) in self._plain_attention:  # (q, k, v) -> out, as torchvision
                     q = refs[0]
                     k = refs[1] if len(refs) > 1 else q
@@ -231,6 +232,7 @@ class _Classes:
                 tok = self._module_tok(child, module, b, cowner, "seq")
                 if id(child) not in looped:
                     inits += self._init_toks(child, module, cexpr, b, cowner)
+                inits += _spectral_norm_toks(child, cexpr)
             else:
                 tok = self._graph_tok(child, cexpr, b, inits, cowner)
             if child.freeze:
@@ -353,6 +355,12 @@ def _positional(graph: Graph) -> bool:
 
 
 
+def _spectral_norm_toks(node: Node, expr: str) -> list[tuple]:
+    if not node.spectral_norm:
+        return []
+    return [("spectral_norm", ("t", f"nn.utils.parametrizations.spectral_norm({expr})"))]
+
+
 def _assign(name: str, tok: tuple) -> tuple:
     if _is_attr(name):
         return ("cat", (("t", f"self.{name} = "), tok))
@@ -363,6 +371,7 @@ _TYPE_NAMES = {"int", "float", "bool", "str", "list"}
 _LOOP_VAR = "\x00layer"  # the loop variable of an init loop, named when the class is written
 _EPILOGUE = {  # what follows the layers in an __init__, in this order
     "init": "# initialisation: the spec's `init:` rules",
+    "spectral_norm": "# spectral normalisation (`spectral_norm: true`), after initialisation",
     "freeze": "# frozen (`freeze: true`): not trained",
     "tie": "# tied (`tie:`): one tensor under two names",
 }

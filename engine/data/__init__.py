@@ -2,6 +2,8 @@
 
 # each dataset source registers itself in `engine.registry.DATASETS` on import
 from engine.data import cifar10, digits, image_folder, mnist  # noqa: F401
+from engine.data import isbi  # noqa: F401
+from engine.data import unpaired  # noqa: F401
 from engine.data.datasets import (
     DatasetInfo,
     build_dataset,
