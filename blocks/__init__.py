@@ -4,6 +4,7 @@ from blocks import (  # noqa: F401  (imported for their @register side effects)
     activation,
     attention,
     conv,
+    gan_layers,
     generative_layers,
     latent,
     linear,

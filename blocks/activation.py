@@ -31,6 +31,20 @@ class LeakyReLU(nn.LeakyReLU):
         return f"leaky ReLU {self.negative_slope:g}"
 
 
+@register("elu", same_shape=True, example=_EXAMPLE)
+class ELU(nn.ELU):
+    """Exponential linear unit (Clevert et al., 2016): x if x > 0 else alpha * (exp(x) - 1).
+
+    [B, *] -> [B, *].
+    """
+
+    def __init__(self, alpha: float = 1.0):
+        super().__init__(alpha)
+
+    def label(self) -> str:
+        return "ELU" if self.alpha == 1.0 else f"ELU {self.alpha:g}"
+
+
 @register("gelu", same_shape=True, example=_EXAMPLE)
 class GELU(nn.GELU):
     """Gaussian error linear unit (Hendrycks & Gimpel, 2016). [B, *] -> [B, *].

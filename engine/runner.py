@@ -14,7 +14,7 @@ import hashlib
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -44,6 +44,7 @@ class Position:
     acc_sum: float = 0.0
     seen: int = 0
     rows: int = 0  # metric rows written (a resumed run truncates the CSV back to these)
+    extra_sums: dict = field(default_factory=dict)  # other train_step values (a GAN's d_loss)
     best: float = -math.inf
 
 
@@ -113,6 +114,9 @@ class Run:
             pos.batch, pos.step = index + 1, pos.step + 1
             pos.loss_sum += values["loss"] * n
             pos.acc_sum += values.get("accuracy", 0.0) * n
+            for key, value in values.items():
+                if key not in ("loss", "accuracy"):
+                    pos.extra_sums[key] = pos.extra_sums.get(key, 0.0) + value * n
             pos.seen += n
             progress.update(n * self.dist.world, loss=values["loss"], lr=self.procedure.lr())
             if every_steps and pos.step % every_steps == 0:
@@ -131,12 +135,15 @@ class Run:
                "train_loss": loss_sum / max(seen, 1)}
         if self.procedure.reports_accuracy:
             row["train_accuracy"] = acc_sum / max(seen, 1)
+        extra = distributed.all_sum(list(pos.extra_sums.values()), self.dist)
+        row.update({f"train_{k}": v / max(seen, 1) for k, v in zip(pos.extra_sums, extra)})
         eval_cfg = recipe.get("eval", {})
         every = eval_cfg.get("every_epochs", 1)
         if every and ((pos.epoch + 1) % every == 0 or pos.epoch + 1 == self.epochs):
             split = eval_cfg.get("split", "val")
             row.update({f"{split}_{k}": v for k, v in self.evaluate(split).items()})
         pos.epoch, pos.loss_sum, pos.acc_sum, pos.seen = pos.epoch + 1, 0.0, 0.0, 0
+        pos.extra_sums = {}
         if self.dist.is_main:
             self.write_row(row)
             self.print_row(row)
@@ -159,6 +166,8 @@ class Run:
         return {k: v / max(count, 1) for k, v in sums.items()}
 
     def track_best(self, row: dict) -> None:
+        if not self.procedure.tracks_best:
+            return  # no validation figure says which epoch is best (a GAN's losses do not)
         split = self.recipe.get("eval", {}).get("split", "val")
         score = row.get(f"{split}_accuracy", -row.get(f"{split}_loss", math.inf))
         if score > self.position.best:

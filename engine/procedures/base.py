@@ -30,6 +30,7 @@ class Procedure:
     OPTIONS: dict = {}
     CHOICES: dict[str, tuple] = {}  # option -> its allowed values, where they are a fixed set
     reports_accuracy = True  # train_step returns "accuracy" (a column of metrics.csv)
+    tracks_best = True  # the lowest validation loss (or best accuracy) is saved as best.pt
     DEFAULT_LOSS: dict = {"name": "cross_entropy"}
 
     def __init__(self, recipe, model: nn.Module, device: torch.device, total_steps: int):
