@@ -66,8 +66,11 @@ def sample_grid(run, n: int, output: str, label: int | None = None, seed: int = 
                 reconstruct: bool = False) -> str:
     """Write a grid of samples (or reconstructions) and say what it shows."""
     procedure = run.procedure
-    if hasattr(procedure, "sample_figure") and not reconstruct and label is None:
-        return procedure.sample_figure(run, n, output, seed)  # translations, traversals ...
+    figure = getattr(procedure, "sample_figure", None)  # translations, traversals ...
+    if figure is not None and not reconstruct and label is None:
+        said = figure(run, n, output, seed)
+        if said is not None:  # None: this model draws the usual grid
+            return said
     if reconstruct or not procedure.can_sample:
         return _reconstruction_grid(run, n, output)
     generator = generator_for(run, seed)
@@ -114,8 +117,9 @@ def evaluate_samples(run, split: str, names: list[str], seed: int = 0) -> tuple[
     """Digit-FD of n samples against `split`, with its two reference points (same n)."""
     from engine.digit_fd import DigitJudge, feature_fd, pca_gaussian_samples
     procedure, data = run.procedure, run.recipe["data"]
-    if hasattr(procedure, "evaluate_samples"):  # its own figures (translations, FCN-score ...)
-        return procedure.evaluate_samples(run, split, names, seed)
+    own = getattr(procedure, "evaluate_samples", None)  # its own figures (translations ...)
+    if own is not None:
+        return own(run, split, names, seed)
     if not procedure.can_sample:
         raise _error(run, "sample metrics need a model that generates",
                      "drop eval.sample_metrics, or evaluate the prior stage")
@@ -142,4 +146,26 @@ def evaluate_samples(run, split: str, names: list[str], seed: int = 0) -> tuple[
             raise _error(run, "label_accuracy needs a class-conditional model",
                          "drop label_accuracy from eval.sample_metrics")
         out["label_accuracy"] = float((judged.predicted == labels).float().mean())
+    if "code_agreement" in names:
+        out.update(_code_agreement(run, judge, n, seed, notes))
     return out, notes
+
+
+def _code_agreement(run, judge, n: int, seed: int, notes: list[str]) -> dict:
+    """InfoGAN: how often the judge's digit matches the categorical code, after matching each
+    code to one digit (the best one-to-one assignment, Hungarian algorithm), as in the paper's
+    unsupervised classification figure."""
+    from scipy.optimize import linear_sum_assignment
+    procedure = run.procedure
+    if not getattr(procedure, "has_codes", False):
+        raise _error(run, "code_agreement needs a model with a categorical latent code (InfoGAN)",
+                     "drop code_agreement from eval.sample_metrics")
+    images, codes = procedure.coded_samples(n, generator_for(run, seed + 1))
+    predicted = judge.judge(images).predicted
+    k = int(max(codes.max(), predicted.max())) + 1
+    counts = torch.zeros(k, k, dtype=torch.long)
+    counts.index_put_((codes.cpu(), predicted.cpu()), torch.ones(len(codes), dtype=torch.long),
+                      accumulate=True)
+    rows, cols = linear_sum_assignment(counts.numpy(), maximize=True)
+    notes.append("categorical code -> digit: " + "  ".join(f"{r}->{c}" for r, c in zip(rows, cols)))
+    return {"code_agreement": float(counts[rows, cols].sum()) / len(codes)}
