@@ -12,6 +12,7 @@ import os
 import sys
 import time
 import traceback
+from pathlib import Path
 
 from engine.ir import SpecError
 
@@ -71,7 +72,7 @@ def _command(sub, name: str, func, help_text: str, spec: str | None = "one"):
 
 
 def _spec_commands(sub) -> None:
-    _command(sub, "validate", cmd_validate, "check specs (schema, references, types, shapes)",
+    _command(sub, "validate", cmd_validate, "check specs (schema, references, types, shapes) or recipes (keys, names, options, and the spec they train)",
              "many")
     b = _command(sub, "build", cmd_build, "build a spec and print its nodes, shapes and parameters")
     b.add_argument("--depth", type=int, default=2, help="nesting depth of the table (default 2)")
@@ -153,7 +154,11 @@ def cmd_validate(args) -> int:
     failed: list = []
     for spec in args.specs:
         try:
-            analyze(spec, args.overrides)
+            if _is_recipe(spec):  # a recipe: its keys, names, options and the spec it trains
+                from engine.recipe import load_recipe
+                load_recipe(spec, args.overrides)
+            else:
+                analyze(spec, args.overrides)
             print(f"ok  {spec}")
         except SpecError as err:
             failed += err.diagnostics
@@ -161,6 +166,28 @@ def cmd_validate(args) -> int:
     if failed:
         raise SpecError(failed)
     return 0
+
+
+RECIPE_KEYS = {"spec", "procedure", "data", "optimizer", "optimizers", "epochs"}
+
+
+def _is_recipe(path: str) -> bool:
+    """A file with a recipe's top-level keys (`spec:`, `procedure:`, `data:` ...; specs have none)."""
+    import yaml
+    file = Path(path)
+    if not file.is_file():
+        from engine.recipe import find_recipe
+        file = find_recipe(path) if "/" not in path and not file.suffix else file
+        if not file.is_file() or file.parent.name != "recipes":
+            return False
+    class TagBlind(yaml.SafeLoader):  # `!replace`, `!delete` ...: only the keys matter here
+        pass
+    TagBlind.add_multi_constructor("!", lambda loader, suffix, node: None)
+    try:
+        doc = yaml.load(file.read_text(), Loader=TagBlind)
+    except (yaml.YAMLError, OSError):
+        return False  # the spec loader reports it with its location
+    return isinstance(doc, dict) and bool(RECIPE_KEYS & set(doc))
 
 
 def cmd_build(args) -> int:

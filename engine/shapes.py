@@ -195,7 +195,8 @@ class _ShapeRun:
         if info.in_dim is None or not inputs:
             return True
         x = inputs[0]
-        if x.rank < (abs(info.in_dim) if info.in_dim < 0 else info.in_dim + 1) + 1:
+        # the input has dim `in_dim` besides the batch: [B, D] is enough for in_dim 1 (batchnorm1d)
+        if x.rank < (abs(info.in_dim) if info.in_dim < 0 else info.in_dim) + 1:
             self.error(node, f"'{node.op}' needs a batched input with a size at dim "
                              f"{info.in_dim}, got shape {list(x.shape)}",
                        "reshape or flatten the input first")

@@ -170,7 +170,8 @@ NODE_RULES = (check_op, check_args, check_input_count, check_name, check_share,
 
 @lru_cache(maxsize=1)
 def _module_attributes() -> frozenset[str]:
-    return frozenset(a for a in dir(nn.Module) if not a.startswith("_"))
+    # `code` and `param_inits` are attributes of every generated graph module (engine.build)
+    return frozenset({*(a for a in dir(nn.Module) if not a.startswith("_")), "code", "param_inits"})
 
 
 def _non_positive(value) -> bool:
