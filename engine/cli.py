@@ -72,7 +72,8 @@ def _command(sub, name: str, func, help_text: str, spec: str | None = "one"):
 
 
 def _spec_commands(sub) -> None:
-    _command(sub, "validate", cmd_validate, "check specs (schema, references, types, shapes) or recipes (keys, names, options, and the spec they train)",
+    _command(sub, "validate", cmd_validate, "check specs (schema, references, types, shapes) or "
+             "recipes (keys, names, options, and the spec they train)",
              "many")
     b = _command(sub, "build", cmd_build, "build a spec and print its nodes, shapes and parameters")
     b.add_argument("--depth", type=int, default=2, help="nesting depth of the table (default 2)")
