@@ -1,9 +1,14 @@
 """Datasets and image transforms a recipe names (`data:`); importing this fills the registries."""
 
 # each dataset source registers itself in `engine.registry.DATASETS` on import
-from engine.data import cifar10, digits, image_folder, mnist  # noqa: F401
-from engine.data import isbi  # noqa: F401
-from engine.data import unpaired  # noqa: F401
+from engine.data import (  # noqa: F401 - imported for their registration
+    cifar10,
+    digits,
+    image_folder,
+    isbi,
+    mnist,
+    unpaired,
+)
 from engine.data.datasets import (
     DatasetInfo,
     build_dataset,

@@ -92,9 +92,8 @@ class MembraneDataset(Dataset):
         image = image[:, top:top + side, left:left + side]
         mask = mask[top:top + side, left:left + side]
         if self.train and self.flip:
-            h, v, turns = (int(x) for x in torch.randint(0, 2, (2,)).tolist()
-                           + [int(torch.randint(0, 4, ()))])
-            image, mask = flip_rotate(image, mask, bool(h), bool(v), turns)
+            h, v = (bool(x) for x in torch.randint(0, 2, (2,)))
+            image, mask = flip_rotate(image, mask, h, v, int(torch.randint(0, 4, ())))
         if self.transform is not None:  # an intensity transform only: it cannot move the mask
             image = self.transform(image)
         return image.contiguous(), mask.contiguous()

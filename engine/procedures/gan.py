@@ -253,8 +253,8 @@ class GAN(Generative):
         real = images * 2 - 1 if self.options["pixels"] == "signed" else images
         out = self.judge(real, labels)
         if self.energy_based:
-            return {"loss": gan_losses.l1_energy(out["recon"], real)}
-        return {"loss": out["score"].float().flatten(1).mean(1)}
+            return {"real_energy": gan_losses.l1_energy(out["recon"], real)}
+        return {"real_score": out["score"].float().flatten(1).mean(1)}
 
     def to_unit(self, images: Tensor) -> Tensor:
         images = images.float()
