@@ -175,16 +175,28 @@ def _set_path(doc: LocDict, parts: list[str], value: Any, loc: Loc) -> None:
     for i, part in enumerate(parts[:-1]):
         nxt = target.get(part) if isinstance(target, dict) else None
         if not isinstance(nxt, dict):
-            from blocks.registry import suggest
-            known = list(target) if isinstance(target, dict) else []
-            where = ".".join(parts[:i + 1])
-            raise SpecError([Diagnostic(f"override path '{where}' does not exist in the spec",
-                                        loc, hint=suggest(part, known) or
-                                        f"top-level params: {', '.join(doc.get('params', {}))}")])
+            raise SpecError([_missing_path(doc, target, parts, i, loc)])
         target = nxt
     target[parts[-1]] = value
     if isinstance(target, LocDict):
         target.key_locs[parts[-1]] = target.value_locs[parts[-1]] = loc
+
+
+def _missing_path(doc: LocDict, target: Any, parts: list[str], i: int, loc: Loc) -> Diagnostic:
+    from blocks.registry import suggest
+    where, part = ".".join(parts[:i + 1]), parts[i]
+    nxt = target.get(part) if isinstance(target, dict) else None
+    if nxt is not None:  # it exists, but is a value, not a mapping: say what it is
+        rest = ".".join(parts[i + 1:])
+        hint = (f"write {where}={{name: {nxt}, set: {{{rest.removeprefix('set.')}: ...}}}}"
+                if where == "spec" and isinstance(nxt, str) else
+                f"set {where} itself: {where}=...")
+        return Diagnostic(f"override path '{'.'.join(parts)}': '{where}' is {nxt!r}, not a "
+                          "mapping", loc, hint=hint)
+    known = list(target) if isinstance(target, dict) else []
+    return Diagnostic(f"override path '{where}' does not exist", loc,
+                      hint=suggest(part, known) or
+                      f"top-level params: {', '.join(doc.get('params', {}))}")
 
 
 def _plain(value: Any) -> Any:
