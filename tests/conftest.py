@@ -59,3 +59,13 @@ def digits_judge():
     """The bundled digits judge, trained once (about 30 s) for the whole session."""
     from engine.digit_fd import DigitJudge
     return DigitJudge("digits")
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """For modules of tiny tensors (`pytestmark = pytest.mark.usefixtures("one_thread")`): one
+    thread is faster than several contending for a busy CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

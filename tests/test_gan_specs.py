@@ -37,13 +37,7 @@ CONDITIONAL = {"cgan", "cgan_linear", "acgan", "sagan"}  # generator takes a lab
 D_LABEL = {"cgan", "cgan_linear", "sagan"}  # discriminator takes a label
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tensors are tiny: one thread is faster than several contending for a busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one thread is fastest
 
 
 def build(name: str, **params) -> nn.Module:

@@ -26,12 +26,7 @@ STEPS = ["epochs=null", "steps=2", "data.batch_size=8", "eval.every_epochs=0",
          "eval.sample_metrics=[]", "amp=false"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one thread is fastest
 
 
 def _needs_data(name: str) -> None:

@@ -17,13 +17,7 @@ SMALL_VQ = {"prior_blocks": 2, "prior_width": 32, "prior_embed": 16, "prior_hidd
 SMALL_UNET = {"base": 16, "groups": 8}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tensors are tiny: one thread is faster than several contending for a busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one thread is fastest
 
 
 def build(name: str, **params) -> nn.Module:

@@ -11,13 +11,7 @@ from torch import nn
 import engine
 from engine.merge import SPECS_DIR
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one thread is fastest
 
 
 def build(name: str, **params) -> nn.Module:

@@ -33,12 +33,7 @@ FOLDERS = {"unet_membrane": ["isbi2012_membrane"], "pix2pix_membrane": ["isbi201
            "pix2pix_l1_membrane": ["isbi2012_membrane"], "cyclegan_mnist_usps": ["mnist", "usps"]}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one thread is fastest
 
 
 def needs_data(name: str) -> None:
