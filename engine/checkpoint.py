@@ -8,6 +8,7 @@ but those plain types.
 
 from __future__ import annotations
 
+import glob
 import os
 import tempfile
 from pathlib import Path
@@ -42,3 +43,13 @@ def load_checkpoint(path: str | Path) -> dict:
         raise SpecError([Diagnostic(f"cannot read checkpoint {path}: {str(err).splitlines()[0]}",
                                     Loc(str(path)), hint="it may be truncated or not from "
                                     "`engine train`")]) from None
+
+
+def newest_match(pattern: str | None, loc: Loc, where: str, need: str, hint: str) -> Path:
+    """The newest file matching a glob a recipe option names (`runs/x-*/checkpoints/last.pt`),
+    or a located error saying what `need`s it and how to make one (`hint`)."""
+    matches = sorted(glob.glob(str(pattern)), key=lambda p: Path(p).stat().st_mtime) \
+        if pattern else []
+    if not matches:
+        raise SpecError([Diagnostic(f"{need}; {pattern!r} matches no file", loc, where, hint)])
+    return Path(matches[-1])

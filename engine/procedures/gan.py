@@ -24,6 +24,7 @@ betas), else `optimizer` for both. InfoGAN's `q` is trained with the generator, 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -61,6 +62,7 @@ class GAN(Generative):
         self.add_optimizer("discriminator", self._optimizer_cfg("discriminator"),
                            self.network("discriminator"), total_steps)
         self.k = 0.0  # BEGAN's equilibrium control variable
+        self._began_real: float | None = None  # L(x) of the last discriminator step
 
     def _optimizer_cfg(self, name: str) -> dict:
         named = self.recipe.get("optimizers") or {}
@@ -213,7 +215,7 @@ class GAN(Generative):
             pt = gan_losses.pull_away(on_fake["code"])
             return e_fake + o["pt_weight"] * pt, {"pull_away": pt.item()}
         l_fake = gan_losses.l1_energy(on_fake["recon"], fake).mean()
-        l_real = getattr(self, "_began_real", l_fake.item())
+        l_real = self._began_real if self._began_real is not None else l_fake.item()
         balance = o["gamma"] * l_real - l_fake.item()
         self.k = min(max(self.k + o["lambda_k"] * balance, 0.0), 1.0)
         return l_fake, {"k": self.k, "convergence": l_real + abs(balance)}
@@ -314,6 +316,5 @@ class GAN(Generative):
 
 def _numbered(path: str, k: int) -> str:
     """grid.png, k=1 -> grid_c2.png."""
-    from pathlib import Path
     p = Path(path)
     return str(p.with_name(f"{p.stem}_c{k + 1}{p.suffix}"))

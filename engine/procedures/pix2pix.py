@@ -27,14 +27,13 @@ images (the ceiling) and on the output of an untrained generator (the floor).
 
 from __future__ import annotations
 
-import glob
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from engine.ir import Diagnostic, SpecError
+from engine.checkpoint import newest_match
 from engine.metrics import dice, pixel_accuracy, psnr
 from engine.procedures.generative import Generative
 from engine.procedures.segment import heldout_pairs, mask_image
@@ -141,15 +140,11 @@ class Pix2Pix(Generative):
                 "generated image, real image")
 
     def judge_path(self) -> Path:
-        given = self.options["judge"]
-        matches = sorted(glob.glob(str(given)), key=lambda p: Path(p).stat().st_mtime)
-        if not matches:
-            raise SpecError([Diagnostic(
-                f"the FCN-score needs a trained segmentation net; {given!r} matches no file",
-                self.recipe.doc.loc, "procedure.judge",
-                "train it first (engine train recipes/unet_membrane.yaml), or --set "
-                "procedure.judge=PATH/checkpoints/last.pt")])
-        return Path(matches[-1])
+        return newest_match(
+            self.options["judge"], self.recipe.doc.loc, "procedure.judge",
+            "the FCN-score needs a trained segmentation net",
+            "train it first (engine train recipes/unet_membrane.yaml), or --set "
+            "procedure.judge=PATH/checkpoints/last.pt")
 
     def load_judge(self):
         """The segmentation net of the judge checkpoint, built from its run's recipe."""

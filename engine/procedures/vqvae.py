@@ -13,7 +13,6 @@ drawn from the prior's softmax (`temperature`), then decodes the codebook vector
 
 from __future__ import annotations
 
-import glob
 from pathlib import Path
 
 import torch
@@ -21,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from blocks.latent import VectorQuantizer
-from engine.checkpoint import load_checkpoint
+from engine.checkpoint import load_checkpoint, newest_match
 from engine.ir import Diagnostic, SpecError
 from engine.metrics import per_sample_loss
 from engine.procedures.generative import Generative
@@ -73,16 +72,11 @@ class VQVAE(Generative):
         print(f"prior stage: autoencoder weights from {path}", flush=True)
 
     def autoencoder_checkpoint(self) -> Path:
-        given = self.options["autoencoder"]
-        matches = sorted(glob.glob(str(given)), key=lambda p: Path(p).stat().st_mtime) \
-            if given else []
-        if not matches:
-            raise SpecError([Diagnostic(
-                f"the prior stage needs the stage-1 checkpoint; {given!r} matches no file",
-                self.recipe.doc.loc, "procedure.autoencoder",
-                "train stage 1 first (engine train vqvae_mnist), then --set "
-                "procedure.autoencoder=runs/vqvae_mnist-*/checkpoints/last.pt")])
-        return Path(matches[-1])
+        return newest_match(
+            self.options["autoencoder"], self.recipe.doc.loc, "procedure.autoencoder",
+            "the prior stage needs the stage-1 checkpoint",
+            "train stage 1 first (engine train vqvae_mnist), then --set "
+            "procedure.autoencoder=runs/vqvae_mnist-*/checkpoints/last.pt")
 
     # ---- the two losses ---------------------------------------------------------------------
     def autoencode(self, model, images: Tensor) -> tuple[Tensor, Tensor]:
