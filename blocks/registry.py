@@ -17,6 +17,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 IN_SIZE = "in_size"  # the one conventional name of the inferred input-size argument
+IN_SIZES = "in_sizes"  # the sizes of every input at `in_dim` (attention over keys of another width)
+INFERRED = (IN_SIZE, IN_SIZES)  # arguments the engine fills; a spec never writes them
+
+
+def inferred_args(info: BlockInfo, shapes: list[tuple[int, ...]]) -> dict[str, Any]:
+    """`in_size` (dim `in_dim` of input 0) and, where the constructor takes it, `in_sizes`
+    (dim `in_dim` of every input, None for an input without that dim: a mask, a token id)."""
+    if info.in_dim is None or not shapes:
+        return {}
+    out: dict[str, Any] = {IN_SIZE: shapes[0][info.in_dim]}
+    if IN_SIZES in info.args:
+        need = abs(info.in_dim) if info.in_dim < 0 else info.in_dim + 1
+        out[IN_SIZES] = [s[info.in_dim] if len(s) >= need else None for s in shapes]
+    return out
 
 
 @dataclass

@@ -37,17 +37,23 @@ def num_batches(n: int, batch_size: int) -> int:
     return (n + batch_size - 1) // batch_size
 
 
+def collate_of(dataset: Dataset):
+    """The dataset's own `collate` (text pads each batch to its longest item), else torch's."""
+    return getattr(dataset, "collate", None) or default_collate
+
+
 def train_batches(dataset: Dataset, batch_size: int, seed: int, epoch: int, start: int = 0,
                   rank: int = 0, world: int = 1, workers: int = 0) -> Iterator[tuple[int, object]]:
     """(batch index, this rank's part of the batch) from `start` to the end of the epoch."""
     order = epoch_order(len(dataset), seed, epoch).tolist()
+    collate = collate_of(dataset)
     local = [order[i:i + batch_size][rank::world] for i in range(0, len(order), batch_size)]
     if workers == 0:
         for index in range(start, len(local)):
             reseed(batch_seed(seed, epoch, index))
-            yield index, default_collate([dataset[i] for i in local[index]])
+            yield index, collate([dataset[i] for i in local[index]])
         return
-    loader = DataLoader(dataset, batch_sampler=local[start:], num_workers=workers,
+    loader = DataLoader(dataset, batch_sampler=local[start:], num_workers=workers, collate_fn=collate,
                         generator=torch.Generator().manual_seed(batch_seed(seed, epoch, start)))
     for index, batch in enumerate(loader, start):
         reseed(batch_seed(seed, epoch, index))
@@ -55,8 +61,9 @@ def train_batches(dataset: Dataset, batch_size: int, seed: int, epoch: int, star
 
 
 def eval_batches(dataset: Dataset, batch_size: int, workers: int = 0) -> Iterator[object]:
+    collate = collate_of(dataset)
     if workers == 0:
         for i in range(0, len(dataset), batch_size):
-            yield default_collate([dataset[j] for j in range(i, min(i + batch_size, len(dataset)))])
+            yield collate([dataset[j] for j in range(i, min(i + batch_size, len(dataset)))])
         return
-    yield from DataLoader(dataset, batch_size=batch_size, num_workers=workers)
+    yield from DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate)

@@ -13,7 +13,7 @@ from typing import Any
 
 import jsonschema
 
-from blocks.registry import IN_SIZE, all_blocks
+from blocks.registry import INFERRED, all_blocks
 
 EXPR = {"type": "string", "pattern": r"^\$"}
 NODE_KEYS = {
@@ -131,7 +131,7 @@ def dispatching_validator() -> jsonschema.protocols.Validator:
 
 
 def _op_schema(info) -> dict[str, Any]:
-    args = {n: a for n, a in info.args.items() if n != IN_SIZE}
+    args = {n: a for n, a in info.args.items() if n not in INFERRED}
     props = {n: {"anyOf": [_type_schema(a.annotation), EXPR]} for n, a in args.items()}
     required = [n for n, a in args.items() if a.required]
     schema = {"description": info.doc.split("\n")[0], "properties": {**NODE_KEYS, **props},

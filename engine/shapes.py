@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from blocks.registry import IN_SIZE, BlockInfo, lookup
+from blocks.registry import BlockInfo, inferred_args, lookup
 from engine.expr import ExprError, Poisoned, evaluate
 from engine.ir import INVALID, Deferred, Diagnostic, Graph, Node, Ref, Spec, TensorInfo
 from engine.walk import iter_nodes
@@ -177,7 +177,9 @@ class _ShapeRun:
         if ran is None:
             return None
         outputs, macs = ran
-        names = info.outputs if len(info.outputs) == len(outputs) else \
+        # a block may return fewer outputs than it declares (`recurrent` over a GRU cell has
+        # no `c`): the first ones keep their names
+        names = info.outputs[:len(outputs)] if len(info.outputs) >= len(outputs) else \
             tuple(str(k) for k in range(len(outputs)))
         return NodeShapes(inputs, outputs, names, module, args, macs)
 
@@ -210,8 +212,7 @@ class _ShapeRun:
 
     def construct(self, node: Node, info: BlockInfo, args: dict,
                   inputs: list[TensorInfo]) -> nn.Module | None:
-        if info.in_dim is not None:
-            args = {**args, IN_SIZE: inputs[0].shape[info.in_dim]}
+        args = {**args, **inferred_args(info, [i.shape for i in inputs])}
         try:
             with torch.device("meta"):
                 return info.cls(**args)

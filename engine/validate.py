@@ -13,7 +13,7 @@ import jsonschema
 import networkx as nx
 from torch import nn
 
-from blocks.registry import IN_SIZE, all_blocks, check_type, lookup, suggest, type_name
+from blocks.registry import INFERRED, all_blocks, check_type, lookup, suggest, type_name
 from engine.ir import INVALID, Deferred, Diagnostic, Graph, Loc, Node, Spec, dedupe
 from engine.load import LocDict, LocList
 from engine.schema import dispatching_validator
@@ -105,15 +105,15 @@ def check_args(node: Node, user_blocks: set[str]) -> Iterator[Diagnostic]:
         loc = node.arg_locs.get(name, node.loc)
         if value is INVALID or isinstance(value, list) and INVALID in value:
             continue  # its error is already reported
-        if name == IN_SIZE:
-            yield Diagnostic(f"'{IN_SIZE}' is inferred from the input shape",
+        if name in INFERRED:
+            yield Diagnostic(f"'{name}' is inferred from the input shape",
                              node.arg_key_locs.get(name, loc), node.path,
-                             f"remove {IN_SIZE}:")
+                             f"remove {name}:")
         elif name not in declared:
             yield Diagnostic(f"unknown argument '{name}' for op '{node.op}'",
                              node.arg_key_locs.get(name, loc), node.path,
-                             suggest(name, [a for a in declared if a != IN_SIZE]) or
-                             f"'{node.op}' takes: {', '.join(a for a in declared if a != IN_SIZE)}")
+                             suggest(name, [a for a in declared if a not in INFERRED]) or
+                             f"'{node.op}' takes: {', '.join(a for a in declared if a not in INFERRED)}")
         elif not isinstance(value, Deferred) and not _deferred_inside(value) and \
                 not check_type(value, declared[name].annotation):
             yield Diagnostic(f"argument '{name}' of '{node.op}' must be "
@@ -123,7 +123,7 @@ def check_args(node: Node, user_blocks: set[str]) -> Iterator[Diagnostic]:
             yield Diagnostic(f"argument '{name}' of '{node.op}' must be positive, got {value!r}",
                              loc, node.path, "sizes, kernels and strides are >= 1")
     for name, arg in declared.items():
-        if arg.required and name != IN_SIZE and name not in node.args:
+        if arg.required and name not in INFERRED and name not in node.args:
             yield Diagnostic(f"op '{node.op}' needs argument '{name}' "
                              f"({type_name(arg.annotation)})", node.loc, node.path,
                              f"add {name}: to the node")

@@ -5,24 +5,33 @@ from __future__ import annotations
 import pytest
 import torch
 
-from blocks.registry import IN_SIZE, all_blocks, check_type
+from blocks.registry import INFERRED, all_blocks, check_type, inferred_args
 from engine.schema import spec_schema
 
 BLOCKS = all_blocks()
 
 
 def _inputs(info):
+    """The example's inputs: `dtype` (one for all) or `dtypes` (one per input: float32, long,
+    bool; a bool mask keeps its first position False so no row is all padding)."""
     example = info.example
-    dtype = torch.long if example.get("dtype") == "long" else torch.float32
-    if dtype == torch.long:
-        return [torch.randint(0, 3, s) for s in example["inputs"]]
-    return [torch.randn(s) for s in example["inputs"]]
+    shapes = example["inputs"]
+    dtypes = example.get("dtypes") or [example.get("dtype", "float32")] * len(shapes)
+    out = []
+    for shape, dtype in zip(shapes, dtypes):
+        if dtype == "long":
+            out.append(torch.randint(0, 3, shape))
+        elif dtype == "bool":
+            mask = torch.rand(shape) < 0.3
+            mask[..., 0] = False
+            out.append(mask)
+        else:
+            out.append(torch.randn(shape))
+    return out
 
 
 def _construct(info, device=None):
-    args = dict(info.example["args"])
-    if info.in_dim is not None:
-        args[IN_SIZE] = info.example["inputs"][0][info.in_dim]
+    args = {**info.example["args"], **inferred_args(info, [tuple(s) for s in info.example["inputs"]])}
     if device is None:
         return info.cls(**args)
     with torch.device(device):
@@ -74,7 +83,7 @@ def test_block_materialises_from_meta_with_finite_values(name):
 def test_block_has_schema_entry_matching_its_arguments(name):
     info = BLOCKS[name]
     schema = spec_schema()["$defs"][f"op_{name}"]
-    declared = {a for a in info.args if a != IN_SIZE}
+    declared = {a for a in info.args if a not in INFERRED}
     assert declared <= set(schema["properties"])
 
 

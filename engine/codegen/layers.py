@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torchvision.ops import StochasticDepth
 
-from blocks.registry import IN_SIZE, block_args, lookup
+from blocks.registry import block_args, inferred_args, lookup
 from engine.codegen.literals import _A, _Builder, _child, _error, _is_attr, _lit, _Raw
 from engine.init import INITS
 from engine.ir import Graph, Node
@@ -263,8 +263,8 @@ class _Layers:
         result = self.shaped.nodes[node.path]
         info = lookup(node.op)
         values = dict(result.args)
-        if info is not None and info.in_dim is not None and result.inputs:
-            values[IN_SIZE] = result.inputs[0].shape[info.in_dim]
+        if info is not None:
+            values.update(inferred_args(info, [i.shape for i in result.inputs]))
         args = [_A(a.name, values.get(a.name, a.default), a.default)
                 for a in block_args(cls).values()]
         return b.call(cls.__name__, args, owner)

@@ -46,7 +46,7 @@ class _Sources:
                               *lines[start - 1:fdef.end_lineno]]) + "\n"
             used = _names(fdef)
         else:  # from the `class` line: decorators (`@register`) stay behind
-            drop = _engine_only(cdef)
+            drop = _engine_only(cdef, tree)
             skip = {n for d in drop for n in range(_first_line(d), d.end_lineno + 1)}
             kept = [line for n, line in enumerate(lines[cdef.lineno - 1:cdef.end_lineno],
                                                   cdef.lineno) if n not in skip]
@@ -54,8 +54,11 @@ class _Sources:
                     if line.strip() or (i + 1 < len(kept) and kept[i + 1].strip())]
             text = "\n".join(kept) + "\n"
             used = _names(cdef, skip=[*cdef.decorator_list, *drop])
-        self.helpers[name] = ""  # reserve its place: dependencies go after it, in use order
-        self._dependencies(used - {name}, tree, lines, module, node)
+        # base classes are needed when the class statement runs: they go before it
+        bases = {n.id for b in cdef.bases for n in ast.walk(b) if isinstance(n, ast.Name)}
+        self._dependencies(bases & used - {name}, tree, lines, module, node)
+        self.helpers[name] = ""  # reserve its place: other dependencies go after it, in use order
+        self._dependencies(used - bases - {name}, tree, lines, module, node)
         self.helpers[name] = text
 
     def _dependencies(self, used: set[str], tree: ast.Module, lines: list[str], module,
@@ -97,17 +100,19 @@ def _first_line(defn: ast.AST) -> int:
     return min([defn.lineno, *(d.lineno for d in getattr(defn, "decorator_list", []))])
 
 
-def _engine_only(cdef: ast.ClassDef) -> list[ast.FunctionDef]:
+def _engine_only(cdef: ast.ClassDef, tree: ast.Module) -> list[ast.FunctionDef]:
     """Methods of a block class that only the engine calls (`label` for diagrams): not
-    nn.Module's, not dunders, and not used by the class itself."""
+    nn.Module's, not dunders, and not used by any method of the module (a base class's
+    helpers are used by its subclasses)."""
     methods = [n for n in cdef.body if isinstance(n, ast.FunctionDef)]
+    everywhere = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)]
     out = []
     for m in methods:
         if m.name.startswith("__") or hasattr(nn.Module, m.name) or m.name == "forward":
             continue
         used = any(isinstance(n, (ast.Attribute, ast.Name)) and
                    getattr(n, "attr", getattr(n, "id", None)) == m.name
-                   for other in methods if other is not m for n in ast.walk(other))
+                   for other in everywhere if other is not m for n in ast.walk(other))
         if not used:
             out.append(m)
     return out

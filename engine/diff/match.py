@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from blocks.registry import IN_SIZE, lookup
+from blocks.registry import INFERRED, lookup
 from engine.diff.records import (
     _NUMBERED,
     ADDED,
@@ -57,7 +57,7 @@ class _Side:
         if node.kind in ("prim", "param"):
             info = lookup(node.op)
             for name, arg in (info.args.items() if info else ()):
-                if name != IN_SIZE and not arg.required and name not in args:
+                if name not in INFERRED and not arg.required and name not in args:
                     args[name] = arg.default
         elif node.kind == "graph":
             decls = (self.blocks.get(node.op) or {}).get("params") if not node.repeat else None
