@@ -19,7 +19,13 @@ from engine.ir import SpecError
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # `engine infer R --checkpoint C "a sentence" "another"`: inputs after an option land in
+    # `extra` (argparse fills a `*` positional only once); anything else there is an error
+    if getattr(args, "func", None) is cmd_infer and not any(e.startswith("-") for e in extra):
+        args.inputs = [*args.inputs, *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
@@ -131,7 +137,11 @@ def _training_commands(sub) -> None:
             c.add_argument("--split", default="test", choices=["train", "val", "test"])
             c.add_argument("--seed", type=int, default=0, help="seed of the sample metrics")
         else:
-            c.add_argument("inputs", nargs="+", help="image files")
+            c.add_argument("inputs", nargs="*", help="image files (classifiers, segmentation, "
+                           "super-resolution) or sentences (translation)")
+            c.add_argument("--file", help="a text file of sentences to translate, one per line")
+            c.add_argument("--beam", type=int, help="beam size for translation (default: the recipe's)")
+            c.add_argument("-o", "--output", help="folder for written images (default: beside each input)")
             c.add_argument("--top-k", type=int, default=3)
     s = sub.add_parser("sample", help="write a grid of samples (or reconstructions) of a "
                        "generative checkpoint", description="write a grid of samples, or for "
@@ -313,7 +323,15 @@ def cmd_sample(args) -> int:
 def cmd_infer(args) -> int:
     from engine.infer import classify_files
     from engine.runner import open_checkpoint
+    if not args.inputs and not args.file:
+        print("engine infer: give inputs (files or sentences) or --file", file=sys.stderr)
+        return 2
     run = open_checkpoint(args.recipe, args.overrides, args.checkpoint, args.device)
+    own = getattr(run.procedure, "infer", None)  # translation, segmentation, super-resolution
+    if own is not None:
+        for line in own(run, args):
+            print(line)
+        return 0
     for path, top in classify_files(run, args.inputs, args.top_k):
         print(f"{path}: " + ", ".join(f"{label} {p:.3f}" for label, p in top))
     return 0
@@ -332,11 +350,11 @@ def _drop_option(argv: list[str], name: str) -> list[str]:
 
 
 def cmd_blocks(args) -> int:
-    from blocks.registry import IN_SIZE, all_blocks, type_name
+    from blocks.registry import INFERRED, all_blocks, type_name
     for name, info in all_blocks().items():
         params = ", ".join(
             f"{a.name}: {type_name(a.annotation)}" + ("" if a.required else f" = {a.default!r}")
-            for a in info.args.values() if a.name != IN_SIZE)
+            for a in info.args.values() if a.name not in INFERRED)
         print(f"{name}({params})")
         for line in info.doc.splitlines():
             print(f"    {line}" if line else "")

@@ -29,7 +29,8 @@ from engine.registry import (
 )
 
 # Judged on generated samples by `engine eval` (engine/digit_fd.py), not per batch in training.
-SAMPLE_METRICS = ("digit_fd", "label_accuracy", "code_agreement", "class_kept", "fcn_dice")
+SAMPLE_METRICS = ("digit_fd", "label_accuracy", "code_agreement", "class_kept", "fcn_dice", "bleu",
+                  "unigram_perplexity")
 _NAMED = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
 _OPTIMIZER = {"type": "object", "required": ["name", "lr"], "properties": {
     "name": {"type": "string"}, "lr": {"type": "number", "exclusiveMinimum": 0},
@@ -124,6 +125,8 @@ def load_recipe(recipe: str | Path, overrides: list[str] | None = None) -> Recip
     if not errors:
         errors += [d for rule in RULES for d in rule(doc)]
     shaped = None
+    if spec_path is not None and not errors:
+        spec_set = {**_data_params(doc, spec_path, errors), **spec_set}
     if spec_path is not None and not errors:
         shaped, spec_errors = _analyze_spec(spec_path, spec_set)
         errors += spec_errors
@@ -258,6 +261,27 @@ def _spec_ref(doc: Any, path: Path, errors: list) -> tuple[Path | None, dict]:
         errors += [Diagnostic(d.message, doc.value_loc("spec"), "spec", d.hint)
                    for d in err.diagnostics]
         return None, {}
+
+
+def _data_params(doc: LocDict, spec_path: Path, errors: list) -> dict:
+    """Sizes only the data knows (a vocabulary's), for the spec params of the same names.
+
+    A text dataset's `DatasetInfo.spec_params` (e.g. `{src_vocab: 7853, tgt_vocab: 5893, pad: 0}`)
+    fills the params the spec declares under those names; the recipe's own `spec: {set: ...}`
+    still wins. Image datasets give none, so their recipes are unaffected.
+    """
+    from engine.data import dataset_info
+    data = doc.get("data") or {}
+    try:
+        info = dataset_info(data["dataset"], data.get("root"), dict(data.get("args") or {}))
+    except SpecError as err:
+        errors += [Diagnostic(d.message, doc.value_loc("data"), "data", d.hint) for d in err.diagnostics]
+        return {}
+    given = getattr(info, "spec_params", None) or {}
+    if not given:
+        return {}
+    declared = load_merged(spec_path, {}).get("params") or {}
+    return {k: v for k, v in given.items() if k in declared}
 
 
 def _analyze_spec(spec_path: Path, overrides: dict):

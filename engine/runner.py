@@ -25,6 +25,7 @@ from engine.checkpoint import load_checkpoint, save_checkpoint
 from engine.data import build_dataset, data_root
 from engine.data.transforms import build_transform
 from engine.dump import resolved_dict
+from engine.ir import Diagnostic, Loc, SpecError
 from engine.loader import eval_batches, num_batches, train_batches
 from engine.optim import freeze
 from engine.pipeline import analyze
@@ -110,7 +111,7 @@ class Run:
         for index, batch in batches:
             batch = _to(batch, self.device)
             values = self.procedure.train_step(batch)
-            n = len(batch[0])
+            n = _batch_size(batch)
             pos.batch, pos.step = index + 1, pos.step + 1
             pos.loss_sum += values["loss"] * n
             pos.acc_sum += values.get("accuracy", 0.0) * n
@@ -162,8 +163,8 @@ class Run:
             values = self.procedure.eval_step(_to(batch, self.device), metrics)
             for k, v in values.items():
                 sums[k] = sums.get(k, 0.0) + float(v.sum())
-            count += len(batch[0])
-        return {k: v / max(count, 1) for k, v in sums.items()}
+            count += _batch_size(batch)
+        return self.procedure.aggregate(sums, count)
 
     def track_best(self, row: dict) -> None:
         if not self.procedure.tracks_best:
@@ -257,6 +258,11 @@ def _fmt(value) -> str:
     return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
+def _batch_size(batch) -> int:
+    """Samples in a batch: an (inputs, targets, ...) tuple, or one tensor (a language model's ids)."""
+    return len(batch[0]) if isinstance(batch, (list, tuple)) else len(batch)
+
+
 def _to(batch, device: torch.device):
     if isinstance(batch, torch.Tensor):
         return batch.to(device, non_blocking=True)
@@ -272,6 +278,13 @@ def open_checkpoint(recipe_name: str, overrides: list[str], checkpoint: str,
     recipe = load_recipe(recipe_name, overrides)
     state = load_checkpoint(checkpoint)
     run = Run(recipe, Path(checkpoint).resolve().parent.parent, device)
-    run.procedure.load_state_dict(state["procedure"])
+    try:
+        run.procedure.load_state_dict(state["procedure"])
+    except (RuntimeError, KeyError) as err:  # another spec, other --set values, other optimizers
+        first = str(err).strip().splitlines()[0][:300]
+        raise SpecError([Diagnostic(
+            f"checkpoint {checkpoint} does not fit recipe {recipe.name} as loaded: {first}",
+            Loc(str(checkpoint)), "", "give the same recipe and the same --set overrides the run "
+            "was trained with (they are in its folder: recipe.yaml)")]) from None
     run.position = Position(**state["position"])
     return run

@@ -113,6 +113,15 @@ def _error(run, message: str, hint: str) -> SpecError:
 
 
 # ---- sample metrics (`eval: {sample_metrics: [digit_fd, label_accuracy]}`) ---------------
+def check_sample_metrics(run, names: list[str], known: set[str]) -> None:
+    """A procedure with figures of its own (BLEU ...) refuses the ones it cannot give."""
+    other = [n for n in names if n not in known]
+    if other:
+        raise _error(run, f"procedure '{run.recipe['procedure']}' cannot compute sample metric(s) "
+                          f"{', '.join(other)}", f"it gives: {', '.join(sorted(known))}")
+
+
+
 def evaluate_samples(run, split: str, names: list[str], seed: int = 0) -> tuple[dict, list[str]]:
     """Digit-FD of n samples against `split`, with its two reference points (same n)."""
     from engine.digit_fd import DigitJudge, feature_fd, pca_gaussian_samples

@@ -95,6 +95,11 @@ class Procedure:
     def lr(self) -> float:
         return next(iter(self.optimizers.values())).param_groups[0]["lr"]
 
+    def aggregate(self, sums: dict[str, float], count: int) -> dict[str, float]:
+        """A split's figures from eval_step's values summed over it: by default the mean per
+        sample (a language model divides its summed log-likelihood by the tokens instead)."""
+        return {k: v / max(count, 1) for k, v in sums.items()}
+
     # ---- what subclasses write ------------------------------------------------------------
     def train_step(self, batch) -> dict[str, float]:
         raise NotImplementedError
