@@ -12,8 +12,11 @@ from blocks import (  # noqa: F401  (imported for their @register side effects)
     norm,
     parameter,
     pool,
+    recurrent,
     regularize,
     resample,
+    sequence,
+    sr_layers,
     tensor_ops,
 )
 from blocks.registry import REGISTRY, all_blocks, lookup, register  # noqa: F401
