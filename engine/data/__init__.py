@@ -5,8 +5,11 @@ from engine.data import (  # noqa: F401 - imported for their registration
     cifar10,
     digits,
     image_folder,
+    imdb,
     isbi,
     mnist,
+    multi30k,
+    sr,
     unpaired,
 )
 from engine.data.datasets import (

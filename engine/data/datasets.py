@@ -1,6 +1,6 @@
 """Datasets a recipe names under `data:`, each registered in `engine.registry.DATASETS`.
 
-Every dataset gives `(image, label)` items: the image a float tensor [C, H, W] in [0, 1] (after
+Every image dataset gives `(image, label)` items: the image a float tensor [C, H, W] in [0, 1] (after
 the recipe's transform, if any), the label an int. Splits are "train", "val" and "test"; where a
 dataset has no official split, it is cut from the data by a seeded, stratified rule, so the same
 seed always gives the same split and the splits never overlap.
@@ -14,6 +14,21 @@ seed always gives the same split and the splits never overlap.
   Train = official train minus 10% val, test = official test.
 - `image_folder`: `train/<class>/*`, `val/...`, `test/...`; without `val/`, val is 10% of train.
 
+Text datasets (Moses-tokenised; items are long tensors of token ids, padded per batch by the
+dataset's `collate`; vocabularies from the training split, cached under $ENGINE_CACHE/text;
+`DatasetInfo.spec_params` gives the vocabulary sizes and the pad id, 0):
+
+- `multi30k`: translation on `multi30k/` (train / val / test_2016_flickr), items
+  `(src tokens + EOS, SOS + tgt tokens + EOS)`. Args `src` (de), `tgt` (en), `min_freq` (2),
+  `lowercase` (false), `max_len` (drops longer train pairs). See `engine.data.multi30k`.
+- `multi30k_langid`: every caption in each of `languages` ([en, de, fr]), items
+  `(tokens + EOS, language index)`. Args `languages`, `min_freq` (2), `lowercase` (true).
+- `multi30k_lm`: English captions for a word-level language model, items SOS + tokens + EOS.
+  Args `lang` (en), `min_freq` (3), `lowercase` (true).
+- `imdb`: `aclImdb/` movie reviews, neg = 0 / pos = 1, items `(tokens + EOS, label)`; val is a
+  seeded, stratified 10% of train. Args `max_len` (300), `min_freq` (6), `lowercase` (true),
+  `val_fraction`, `download`.
+
 Optional args: `folder`, `val_fraction` (0.1), `test_fraction` (0.2, where test is cut from the
 data), `download` (mnist, cifar10), `channels` (image_folder: 1 or 3), `file` (usps).
 
@@ -22,7 +37,8 @@ next to the repository (`data_root`). `args.folder` points a dataset at another 
 (relative to the data root, or absolute). Loaded arrays are cached once per process.
 
 This module holds the entry points, argument checks and split rules; each source lives in its
-own module (`digits`, `mnist`, `cifar10`, `image_folder`), which `engine.data` imports so that
+own module (`digits`, `mnist`, `cifar10`, `image_folder`, `multi30k`, `imdb`; text helpers in
+`text`), which `engine.data` imports so that
 its registration runs.
 """
 
@@ -30,7 +46,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +71,8 @@ class DatasetInfo:
     classes: list[str]  # class names, index = label
     needs_root: bool  # whether files are read from `root`
     default_dir: str | None  # folder name under the shared data root, e.g. "mnist"
+    # sizes a spec takes from the data (text: vocabulary sizes and the pad id), e.g. {"vocab": 5893, "pad": 0}
+    spec_params: dict = field(default_factory=dict)
 
     @property
     def num_classes(self) -> int:
