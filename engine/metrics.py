@@ -6,6 +6,7 @@ import torch
 from torch import Tensor
 
 from engine.registry import METRICS
+from engine.sr_metrics import psnr_y, ssim_y
 
 
 @METRICS.register("accuracy")
@@ -26,6 +27,13 @@ def psnr(output: Tensor, target: Tensor) -> Tensor:
     """Peak signal-to-noise ratio in dB of images in [0, 1]: 10 log10(1 / MSE), per image."""
     mse = (output.float() - target.float()).pow(2).flatten(1).mean(dim=1)
     return 10 * torch.log10(1.0 / mse.clamp_min(1e-10))
+
+
+# PSNR and SSIM on the BT.601 luma, as SR papers report them (engine/sr_metrics.py). Registered
+# with border 0, since a metric is called as (output, target); SR procedures that know the scale
+# call them with `border=scale`.
+METRICS.add("psnr_y", psnr_y)
+METRICS.add("ssim_y", ssim_y)
 
 
 def per_sample_loss(loss: torch.nn.Module, logits: Tensor, target: Tensor) -> Tensor:
