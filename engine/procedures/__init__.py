@@ -8,6 +8,8 @@ from engine.procedures import (  # noqa: F401 - imported for their registration
     pix2pix,
     reconstruct,
     segment,
+    seq2seq,
+    sequence,
     vqvae,
 )
 from engine.procedures.base import Procedure  # noqa: F401
