@@ -160,3 +160,22 @@ def test_infer_translates_sentences_and_a_file_and_eval_reports_bleu(tmp_path, c
     # the recipe without the run's --set values: a clear error, not a traceback
     assert main(["infer", name, "--checkpoint", checkpoint, "Hallo"]) == 1
     assert "does not fit recipe" in capsys.readouterr().err
+
+
+def test_sample_draws_attention_alignments_or_says_why_not(tmp_path, capsys):
+    _needs_data()
+    from PIL import Image
+    for name in ("seq2seq_attn_multi30k", "transformer_small_multi30k"):
+        argv = ["train", name, "--device", "cpu", "--output", str(tmp_path), "--set", _tiny(name)[0]]
+        assert main([*argv, *[a for s in STEPS for a in ("--set", s)]]) == 0
+        (folder,) = [p for p in tmp_path.iterdir() if p.name.startswith(name + "-")]
+        picture = tmp_path / f"{name}.png"
+        code = main(["sample", name, "--checkpoint", str(folder / "checkpoints" / "last.pt"),
+                     "--set", _tiny(name)[0], "--set", "procedure.max_len=5", "-n", "2",
+                     "-o", str(picture)])
+        if name.startswith("seq2seq"):
+            assert code == 0 and "attention alignments of 2 test sentences" in capsys.readouterr().out
+            with Image.open(picture) as img:
+                assert img.size[0] > img.size[1]  # two heat maps side by side
+        else:  # the Transformer's decoder returns no attention weights: a clear refusal
+            assert code == 1 and "no attention" in capsys.readouterr().err

@@ -131,6 +131,52 @@ class Seq2Seq(TokenFigures, Procedure):
                       f"  output    {hyps[i]}"]
         return {"bleu": corpus_bleu(hyps, list(dataset.references)), "sentences": len(hyps)}, notes
 
+    # ---- pictures -------------------------------------------------------------------------
+    @torch.no_grad()
+    def alignment(self, dataset, text: str) -> tuple[list[str], list[str], Tensor]:
+        """Greedy translation of one sentence with the attention weights of every output step:
+        (source tokens + <eos>, output tokens + <eos>, weights [T_out, S])."""
+        translator = self.eval_translator()
+        src = dataset.encode_source(text)[None].to(self.device)
+        context = translator.encode(src)
+        state, prefix, rows = translator.start(context), src.new_full((1, 1), SOS), []
+        for _ in range(min(self.options["max_len"], 2 * src.shape[1] + 10)):
+            out = translator.step_outputs(prefix, context, state)
+            state = {n: out[n] for n in translator.state_names}
+            rows.append(out["weights"][0].float().cpu())
+            prefix = torch.cat([prefix, out["logits"].argmax(-1, keepdim=True)], dim=1)
+            if int(prefix[0, -1]) == EOS:
+                break
+        source = [dataset.src_vocab.itos[i] for i in src[0].tolist()]
+        output = [dataset.tgt_vocab.itos[i] for i in prefix[0, 1:].tolist()]
+        return source, output, torch.stack(rows)
+
+    def sample_figure(self, run, n: int, output: str, seed: int) -> str:
+        """`engine sample`: the attention alignments of the first test sentences (a heat map
+        per sentence: which source words each output word looked at)."""
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        from engine.sampling import _error
+        if "weights" not in self.eval_translator().decoder_outputs:
+            raise _error(run, "engine sample draws attention alignments, and this decoder returns no "
+                              "attention `weights`", "use an attention model (seq2seq_attn), or "
+                              "engine infer to translate")
+        dataset = run.eval_sets["test"]
+        count = max(1, min(n, 4))
+        fig, axes = plt.subplots(1, count, figsize=(4.2 * count, 4.6), squeeze=False)
+        self.eval_model().eval()
+        for ax, text in zip(axes[0], dataset.sources[:count]):
+            source, out, weights = self.alignment(dataset, text)
+            ax.imshow(weights.numpy(), cmap="viridis", vmin=0, vmax=1, aspect="auto")
+            ax.set_xticks(range(len(source)), source, rotation=70, fontsize=7)
+            ax.set_yticks(range(len(out)), out, fontsize=7)
+        fig.tight_layout()
+        fig.savefig(output, dpi=110)
+        plt.close(fig)
+        return f"wrote {output}: attention alignments of {count} test sentences (rows: output words)"
+
     def infer(self, run, args):
         """`engine infer`: translate sentences from the command line and from --file."""
         texts = list(args.inputs)
