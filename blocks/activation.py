@@ -100,3 +100,15 @@ class Identity(nn.Identity):
 
     def __init__(self):
         super().__init__()
+
+
+@register("prelu", same_shape=True, example={"args": {"channels": 3}, "inputs": [[2, 3, 4]]})
+class PReLU(nn.PReLU):
+    """Parametric ReLU (He et al., 2015): a learned negative slope, one shared (`channels: 1`)
+    or one per channel of dim 1 (SRGAN's generator, Ledig et al., 2017). [B, *] -> [B, *]."""
+
+    def __init__(self, channels: int = 1, init: float = 0.25):
+        super().__init__(channels, init)
+
+    def label(self) -> str:
+        return "PReLU"

@@ -64,3 +64,46 @@ class Concat(nn.Module):
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}"
+
+
+@register("stack", inputs=(1, -1),
+          example={"args": {}, "inputs": [[2, 3, 4, 4], [2, 3, 4, 4]]})
+class Stack(nn.Module):
+    """Stack equal-shaped inputs along a new `dim` (a recursion's outputs). [B, *] x N -> [B, N, *]."""
+
+    def __init__(self, dim: int = 1):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, *xs: Tensor) -> Tensor:
+        return torch.stack(xs, self.dim)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"
+
+
+@register("weighted_sum", inputs=(1, -1),
+          example={"args": {"count": 3}, "inputs": [[2, 3, 4, 4], [2, 3, 4, 4], [2, 3, 4, 4]]})
+class WeightedSum(nn.Module):
+    """Sum of its `count` inputs with learned scalar weights: sum_k w_k x_k. [B, *] x N -> [B, *].
+
+    DRCN's output ensemble (Kim et al., "Deeply-Recursive Convolutional Network for Image
+    Super-Resolution", CVPR 2016, eq. 7): the weights start at 1/N and are not normalised.
+    """
+
+    def __init__(self, count: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(count))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        with torch.no_grad():
+            self.weight.fill_(1.0 / len(self.weight))
+
+    def forward(self, *xs: Tensor) -> Tensor:
+        if len(xs) != len(self.weight):
+            raise ValueError(f"weighted_sum has {len(self.weight)} weights but got {len(xs)} inputs")
+        return sum(w * x for w, x in zip(self.weight, xs))
+
+    def extra_repr(self) -> str:
+        return f"count={len(self.weight)}"

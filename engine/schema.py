@@ -32,7 +32,11 @@ NODE_KEYS = {
             "description": "a chain of nodes named 0, 1, ... (like nn.Sequential)"},
     "graph": {"$ref": "#/$defs/graph"},
     "outputs": {"$ref": "#/$defs/outputs"},
-    "share": {"type": "string", "description": "reuse the module (weights) of an earlier node"},
+    "share": {"anyOf": [{"type": "string"}, {"type": "boolean"}],
+              "description": "reuse the module (weights) of an earlier node; on a repeat, true: "
+                             "one module applied N times (a recursion)"},
+    "map": {"type": "boolean",
+            "description": "on a recursion: application k takes input k (in: rec.*), not the previous"},
     "tie": {"type": "object", "additionalProperties": {"type": "string"},
             "description": "tie parameters to another node's: {weight: embed.weight}"},
     "freeze": {"anyOf": [{"type": "boolean"}, EXPR],

@@ -122,6 +122,8 @@ class _ShapeRun:
         infos, names = env[ref.node]
         if ref.output is None:
             return infos[0]
+        if ref.output in names:  # by name first: a recursion's applications are named 0, 1, ...
+            return infos[names.index(ref.output)]
         if ref.output.isdigit() and int(ref.output) < len(infos):
             return infos[int(ref.output)]
         if ref.output not in names:

@@ -175,7 +175,7 @@ class _Classes:
             inits += self._tie_toks(graph)
         forward = self._forward(graph, fwd, scope, alias, top=inst.node is None)
         key = (("network", inst.network) if inst.node is None else inst.base, tuple(lines),
-               tuple(inits), forward, tuple(b.holes))
+               tuple(inits), forward, repr(b.holes))  # repr: a list default is unhashable
         group = self._by_key.get(key)
         if group is None:
             group = _Group(len(self.groups), inst.base, key, tuple(lines), tuple(inits), forward,
