@@ -16,20 +16,30 @@ from engine.translator import Translator
 
 
 @torch.no_grad()
-def greedy_decode(translator: Translator, src: Tensor, sos: int, eos: int, max_len: int) -> list[list[int]]:
-    """The most likely token at every step, for the whole batch at once."""
+def greedy_decode(translator: Translator, src: Tensor, sos: int, eos: int, max_len: int,
+                  banned: tuple[int, ...] = ()) -> list[list[int]]:
+    """The most likely token at every step, for the whole batch at once; `banned` ids (padding,
+    start of sentence) are never produced."""
     context = translator.encode(src)
     state = translator.start(context)
     prefix = torch.full((src.shape[0], 1), sos, dtype=torch.long, device=src.device)
     done = torch.zeros(src.shape[0], dtype=torch.bool, device=src.device)
     for _ in range(max_len):
         logits, state = translator.step(prefix, context, state)
-        token = logits.argmax(-1).masked_fill(done, eos)  # finished rows only repeat EOS
+        token = _ban(logits, banned).argmax(-1).masked_fill(done, eos)  # finished rows only repeat EOS
         prefix = torch.cat([prefix, token[:, None]], dim=1)
         done |= token == eos
         if bool(done.all()):
             break
     return [_until_eos(row, eos) for row in prefix[:, 1:].tolist()]
+
+
+def _ban(logits: Tensor, banned: tuple[int, ...]) -> Tensor:
+    if not banned:
+        return logits
+    logits = logits.clone()
+    logits[:, list(banned)] = -math.inf
+    return logits
 
 
 def length_penalty(length: int, alpha: float) -> float:
@@ -39,7 +49,7 @@ def length_penalty(length: int, alpha: float) -> float:
 
 @torch.no_grad()
 def beam_decode(translator: Translator, src: Tensor, sos: int, eos: int, max_len: int, beam: int,
-                alpha: float = 0.6) -> list[list[int]]:
+                alpha: float = 0.6, banned: tuple[int, ...] = ()) -> list[list[int]]:
     """Beam search: `beam` hypotheses per sentence, ranked by log-probability / length penalty.
 
     Each step expands every live hypothesis, keeps the `beam` best continuations that do not
@@ -59,7 +69,7 @@ def beam_decode(translator: Translator, src: Tensor, sos: int, eos: int, max_len
     searching = [True] * n
     for t in range(1, max_len + 1):
         logits, state = translator.step(prefix, context, state)
-        logp = torch.log_softmax(logits.float(), dim=-1)
+        logp = torch.log_softmax(_ban(logits.float(), banned), dim=-1)
         vocab = logp.shape[-1]
         flat = (scores.reshape(-1, 1) + logp).view(n, k * vocab)
         top, index = flat.topk(min(2 * k, k * vocab), dim=1)

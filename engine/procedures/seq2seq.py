@@ -90,9 +90,11 @@ class Seq2Seq(TokenFigures, Procedure):
         translator, beam = self.eval_translator(), beam or self.options["beam"]
         limit = min(self.options["max_len"], 2 * src.shape[1] + 10)
         with self.autocast():
+            banned = (PAD, SOS)  # never a word of the output
             if beam == 1:
-                return greedy_decode(translator, src, SOS, EOS, limit)
-            return beam_decode(translator, src, SOS, EOS, limit, beam, self.options["length_penalty"])
+                return greedy_decode(translator, src, SOS, EOS, limit, banned)
+            return beam_decode(translator, src, SOS, EOS, limit, beam, self.options["length_penalty"],
+                               banned)
 
     def translate_texts(self, dataset, texts: list[str], beam: int | None = None,
                         batch_size: int = 64) -> tuple[list[str], list[str]]:
