@@ -67,14 +67,9 @@ class Seq2Seq(TokenFigures, Procedure):
 
     def train_step(self, batch) -> dict[str, float]:
         src, tgt = batch
-        inputs, labels = tgt[:, :-1], tgt[:, 1:]
-        with self.autocast():
-            logits = self.logits(self.translator, src, inputs, self.options["teacher_forcing"])
-            loss = self.loss(logits.float().flatten(0, 1), labels.flatten())
-        self.optimize(loss)
-        real = labels != PAD
-        accuracy = ((logits.argmax(-1) == labels) & real).sum() / real.sum().clamp(min=1)
-        return {"loss": loss.item(), "accuracy": accuracy.item()}
+        ratio = self.options["teacher_forcing"]
+        return self.next_token_step(lambda: self.logits(self.translator, src, tgt[:, :-1], ratio),
+                                    tgt[:, 1:])
 
     @torch.no_grad()
     def eval_step(self, batch, metrics: list[str]) -> dict[str, Tensor]:

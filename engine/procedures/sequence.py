@@ -47,7 +47,18 @@ def token_figures(logits: Tensor, labels: Tensor) -> dict[str, Tensor]:
 
 
 class TokenFigures:
-    """`aggregate` for procedures whose eval_step returns `token_figures`."""
+    """The step and `aggregate` of procedures scored token by token (padding ignored)."""
+
+    def next_token_step(self, forward, labels: Tensor) -> dict[str, float]:
+        """One optimizer step on the cross-entropy of `forward()`'s logits [B, T, V] against
+        `labels` [B, T]; the accuracy is over real tokens."""
+        with self.autocast():
+            logits = forward()
+            loss = self.loss(logits.float().flatten(0, 1), labels.flatten())
+        self.optimize(loss)
+        real = labels != PAD
+        accuracy = ((logits.argmax(-1) == labels) & real).sum() / real.sum().clamp(min=1)
+        return {"loss": loss.item(), "accuracy": accuracy.item()}
 
     def aggregate(self, sums: dict[str, float], count: int) -> dict[str, float]:
         tokens = max(sums.pop("tokens", 0.0), 1.0)
@@ -73,14 +84,7 @@ class LanguageModel(TokenFigures, Procedure):
         self.loss = ignore_padding(self.loss)
 
     def train_step(self, ids: Tensor) -> dict[str, float]:
-        inputs, labels = ids[:, :-1], ids[:, 1:]
-        with self.autocast():
-            logits = self.model(inputs)
-            loss = self.loss(logits.float().flatten(0, 1), labels.flatten())
-        self.optimize(loss)
-        real = labels != PAD
-        accuracy = ((logits.argmax(-1) == labels) & real).sum() / real.sum().clamp(min=1)
-        return {"loss": loss.item(), "accuracy": accuracy.item()}
+        return self.next_token_step(lambda: self.model(ids[:, :-1]), ids[:, 1:])
 
     @torch.no_grad()
     def eval_step(self, ids: Tensor, metrics: list[str]) -> dict[str, Tensor]:
