@@ -170,7 +170,11 @@ class Run:
         if not self.procedure.tracks_best:
             return  # no validation figure says which epoch is best (a GAN's losses do not)
         split = self.recipe.get("eval", {}).get("split", "val")
-        score = row.get(f"{split}_accuracy", -row.get(f"{split}_loss", math.inf))
+        metric = getattr(self.procedure, "best_metric", None)  # e.g. super_resolve: psnr_y
+        if metric:
+            score = row.get(f"{split}_{metric}", -math.inf)  # higher is better
+        else:
+            score = row.get(f"{split}_accuracy", -row.get(f"{split}_loss", math.inf))
         if score > self.position.best:
             self.position.best = score
             self.save("best")

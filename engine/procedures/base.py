@@ -31,6 +31,7 @@ class Procedure:
     CHOICES: dict[str, tuple] = {}  # option -> its allowed values, where they are a fixed set
     reports_accuracy = True  # train_step returns "accuracy" (a column of metrics.csv)
     tracks_best = True  # the lowest validation loss (or best accuracy) is saved as best.pt
+    best_metric: str | None = None  # else best.pt is the highest value of this validation figure
     DEFAULT_LOSS: dict = {"name": "cross_entropy"}
 
     def __init__(self, recipe, model: nn.Module, device: torch.device, total_steps: int):
