@@ -166,7 +166,7 @@ class Seq2Seq(TokenFigures, Procedure):
         self.eval_model().eval()
         for ax, text in zip(axes[0], dataset.sources[:count]):
             source, out, weights = self.alignment(dataset, text)
-            ax.imshow(weights.numpy(), cmap="viridis", vmin=0, vmax=1, aspect="auto")
+            ax.imshow(weights.numpy(), cmap="viridis", vmin=0, aspect="auto")  # brightest: its max
             ax.set_xticks(range(len(source)), source, rotation=70, fontsize=7)
             ax.set_yticks(range(len(out)), out, fontsize=7)
         fig.tight_layout()
