@@ -14,18 +14,22 @@ from engine.data.transforms import build_transform
 from engine.ir import Diagnostic, Loc, SpecError
 
 
-def load_image(path: str, shape: tuple[int, ...]) -> torch.Tensor:
-    """An image file as the network's input: channels, size and range [0, 1] of its spec."""
-    channels, height, width = shape[1], shape[2], shape[3]
+def read_image(path: str, channels: int) -> torch.Tensor:
+    """An image file at its own size as [channels, H, W] in [0, 1] (1: grey, 3: RGB)."""
     try:
         with Image.open(path) as img:
             pixels = np.asarray(img.convert("L" if channels == 1 else "RGB"), dtype=np.float32)
-    except (OSError, FileNotFoundError) as err:
-        raise SpecError([Diagnostic(f"cannot read image {path}: {err}", Loc(str(path)),
-                                    hint="give PNG or JPEG files")]) from None
+    except (OSError, ValueError) as err:
+        raise SpecError([Diagnostic(f"cannot read the image {path}: {err}", Loc(str(path)),
+                                    hint="give image files (PNG, JPEG, ...) that exist")]) from None
     image = torch.from_numpy(pixels / 255.0)
-    image = image[None] if image.dim() == 2 else image.permute(2, 0, 1)
-    return F.interpolate(image[None], size=(height, width), mode="bilinear",
+    return image[None] if image.dim() == 2 else image.permute(2, 0, 1)
+
+
+def load_image(path: str, shape: tuple[int, ...]) -> torch.Tensor:
+    """An image file as the network's input: channels, size and range [0, 1] of its spec."""
+    image = read_image(path, shape[1])
+    return F.interpolate(image[None], size=(shape[2], shape[3]), mode="bilinear",
                          align_corners=False, antialias=True)[0]
 
 

@@ -158,22 +158,16 @@ class SuperResolve(Procedure):
     def infer(self, run, args):
         """`engine infer`: upscale image files; each is written as `<stem>_x<scale>.png` into
         --output (created) or beside the input."""
-        import numpy as np
         from PIL import Image
 
+        from engine.infer import read_image
         scale = self.recipe_scale(run)
         folder = Path(args.output) if args.output else None
         if folder is not None:
             folder.mkdir(parents=True, exist_ok=True)
         for name in args.inputs:
             path = Path(name)
-            try:
-                with Image.open(path) as img:
-                    rgb = np.asarray(img.convert("RGB")).copy()
-            except (OSError, ValueError) as err:
-                raise _error(f"cannot read the image {path}: {err}", str(path),
-                             "give image files (PNG, JPEG, ...) that exist") from None
-            lr = torch.from_numpy(rgb).permute(2, 0, 1).float().div(255)[None]
+            lr = read_image(str(path), 3)[None]
             hr = self.upscale(lr, scale)[0]
             target = (folder or path.parent) / f"{path.stem}_x{scale}.png"
             pixels = (hr * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
