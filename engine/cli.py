@@ -141,11 +141,14 @@ def _training_commands(sub) -> None:
                            "super-resolution) or sentences (translation)")
             c.add_argument("--file", help="a text file of sentences to translate, one per line")
             c.add_argument("--beam", type=int, help="beam size for translation (default: the recipe's)")
-            c.add_argument("-o", "--output", help="folder for written images (default: beside each input)")
+            c.add_argument("-o", "--output", help="folder for written images (default: beside each "
+                           "input); segmentation writes <stem>_mask.png and <stem>_overlay.png")
             c.add_argument("--top-k", type=int, default=3)
     s = sub.add_parser("sample", help="write a grid of samples (or reconstructions) of a "
                        "generative checkpoint", description="write a grid of samples, or for "
-                       "autoencoders of held-out reconstructions")
+                       "autoencoders of held-out reconstructions; for segmentation, held-out "
+                       "test images with the prediction tinted over them and an error map "
+                       "(--set procedure.figure=grid: the grid of images, predicted and true masks)")
     s.add_argument("recipe", help="the recipe the checkpoint was trained with")
     s.add_argument("--checkpoint", required=True, help="a .pt file from a run folder")
     s.add_argument("-n", type=int, default=64, help="how many images (default 64)")

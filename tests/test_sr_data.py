@@ -199,3 +199,57 @@ def test_patch_argument_errors():
         patches(scale=2, repeat=0)
     with pytest.raises(SpecError, match="unknown set"):
         patches(scale=2, set="BSD100")
+
+
+# ---- multi-scale sr_patches (VDSR, DRRN: one network for x2, x3 and x4) ----------------------
+
+@needs_sr
+def test_multi_scale_patches_come_upscaled_and_draw_every_scale():
+    from engine.data.sr import upscale_bicubic
+    train = patches(scale=[2, 3, 4], patch=24, repeat=1)
+    assert len(train) == 60
+    seen = set()
+    for seed in range(12):
+        torch.manual_seed(seed)
+        lr, hr = train[seed]
+        assert lr.shape == hr.shape == (3, 24, 24)  # one HR size: the LR comes upscaled
+        hr8 = _uint8(hr)
+        # exactly one scale's bicubic down-then-up gives this input
+        matches = [s for s in (2, 3, 4) if torch.equal(
+            lr, upscale_bicubic(torch.from_numpy(_pil_bicubic(hr8, s).copy()).permute(2, 0, 1).float() / 255, s))]
+        assert len(matches) == 1
+        seen.add(matches[0])
+    assert seen == {2, 3, 4}
+    batch = train.collate([train[i] for i in range(5)])  # mixed scales share a batch
+    assert batch[0].shape == (5, 3, 24, 24)
+
+
+@needs_sr
+def test_multi_scale_val_holds_every_image_at_every_scale():
+    from engine.data.sr import upscale_bicubic
+    val = patches("val", scale=[2, 4], patch=48)
+    single = {s: patches("val", scale=s, patch=48) for s in (2, 4)}
+    assert len(val) == 16
+    for k in range(16):
+        s, i = (2, 4)[k // 8], k % 8
+        lr, hr = single[s][i]
+        assert torch.equal(val[k][1], hr)
+        assert torch.equal(val[k][0], upscale_bicubic(lr, s))
+
+
+@needs_sr
+def test_multi_scale_argument_errors():
+    with pytest.raises(SpecError, match=r"multiple of every scale \(12\)"):
+        patches(scale=[2, 3, 4], patch=32)
+    with pytest.raises(SpecError, match="distinct"):
+        patches(scale=[2, 2], patch=24)
+    with pytest.raises(SpecError, match="2, 3 or 4"):
+        patches(scale=[2, 5], patch=24)
+    with pytest.raises(SpecError, match="one scale here"):
+        bench(set="Set5", scale=[2, 3])
+
+
+def test_upscale_bicubic_by_one_is_the_identity():
+    from engine.data.sr import upscale_bicubic
+    x = torch.rand(2, 3, 7, 9)
+    assert torch.allclose(upscale_bicubic(x, 1), x, atol=1e-6)

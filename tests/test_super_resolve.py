@@ -24,7 +24,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 CI_SIZED = {
     "srcnn_x3": ["data.args.patch=24"],
     "espcn_x3": ["data.args.patch=24"],
-    "drcn_x2": ["data.args.patch=24", "spec.set={features: 8, depth: 3}"],
+    "drcn_x234": ["data.args.patch=24", "spec.set={features: 8, depth: 3}"],
     "edsr_x2": ["data.args.patch=24", "spec.set={features: 8, blocks: 2}"],
 }
 STEPS = ["epochs=null", "steps=2", "data.batch_size=2", "data.args.repeat=1", "eval.every_epochs=1"]
@@ -69,7 +69,7 @@ def edsr_checkpoint(tmp_path_factory) -> Path:
     return folder / "checkpoints" / "best.pt"
 
 
-@pytest.mark.parametrize("name", ["srcnn_x3", "espcn_x3", "drcn_x2"])
+@pytest.mark.parametrize("name", ["srcnn_x3", "espcn_x3", "drcn_x234"])
 def test_ci_run(name, tmp_path):
     folder = train(name, tmp_path)
     row = last_row(folder)
@@ -90,7 +90,7 @@ def test_every_parameter_gets_a_gradient(name, tmp_path):
     run = ci_run(name, tmp_path / "run")
     procedure = run.procedure
     procedure.train_mode()
-    if name == "drcn_x2":
+    if name == "drcn_x234":
         assert procedure.alpha() == 1.0  # recursive supervision at full weight on step 0
     values = procedure.train_step(default_collate([run.train_set[i] for i in range(2)]))
     assert math.isfinite(values["loss"])
@@ -100,13 +100,13 @@ def test_every_parameter_gets_a_gradient(name, tmp_path):
             continue
         assert p.grad is not None, pname
         assert torch.isfinite(p.grad).all(), pname
-    if name == "drcn_x2":
+    if name == "drcn_x234":
         assert procedure.steps_done == 1 and procedure.alpha() == 0.0  # half of 2 steps: decayed
 
 
 def test_recursive_supervision_weight(tmp_path):
     """DRCN's loss: alpha * mean of the steps' losses + (1 - alpha) * the final loss."""
-    procedure = ci_run("drcn_x2", tmp_path / "run").procedure
+    procedure = ci_run("drcn_x234", tmp_path / "run").procedure
     hr = torch.rand(2, 3, 8, 8)
     image, steps = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 3, 8, 8)
     per_step = torch.stack([F.mse_loss(steps[:, d], hr) for d in range(3)]).mean()
@@ -116,6 +116,20 @@ def test_recursive_supervision_weight(tmp_path):
     torch.testing.assert_close(procedure.objective(image, steps, hr), 0.5 * per_step + 0.5 * final)
     procedure.steps_done = 4
     torch.testing.assert_close(procedure.objective(image, steps, hr), final)
+
+
+def test_multi_scale_run_needs_a_scale_to_infer_and_an_upscaling_network(tmp_path):
+    from engine.ir import SpecError
+    run = ci_run("drcn_x234", tmp_path / "run")
+    with pytest.raises(SpecError, match=r"several scales \[2, 3, 4\]") as err:
+        run.procedure.recipe_scale(run)
+    assert "procedure.scale" in str(err.value)
+    run.procedure.options["scale"] = 3
+    assert run.procedure.recipe_scale(run) == 3
+    # upscaled (HR-size) pairs reach an LR-input network: a clear error, not a wrong scale of 1
+    run.procedure.options.update(scale=None, upscaled_input=False)
+    with pytest.raises(SpecError, match="upscaled_input"):
+        run.procedure.scale_of(torch.rand(1, 3, 12, 12), torch.rand(1, 3, 12, 12))
 
 
 def independent_psnr_y(output: torch.Tensor, target: torch.Tensor, border: int) -> torch.Tensor:

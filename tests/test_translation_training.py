@@ -108,7 +108,7 @@ def test_unet_membrane_trains_evaluates_and_draws(judge, tmp_path, capsys):
     assert "dice" in out and "iou" in out and "pixel_accuracy" in out
     grid = tmp_path / "unet.png"
     assert main(["sample", "unet_membrane", "--checkpoint", str(judge), "-n", "2", "-o",
-                 str(grid), *sets(CI_SIZED["unet_membrane"])]) == 0
+                 str(grid), *sets([*CI_SIZED["unet_membrane"], "procedure.figure=grid"])]) == 0
     assert _png(grid) == (2 * 66 + 2, 3 * 66 + 2)  # 2 columns, 3 rows of 64 px + 2 px padding
 
 

@@ -23,6 +23,12 @@ rounding differs slightly, so figures are close to, not identical with, the MATL
   a random HR crop (and flips) from torch's global generator, which the runner reseeds per
   batch, then makes the LR patch from the (flipped) crop, so the pair is aligned by
   construction. Val and test take one deterministic centre crop per held-out image.
+  Multi-scale training (VDSR's and DRRN's: one network for x2, x3 and x4): `scale: [2, 3, 4]`.
+  Each training patch draws its scale; the LR patch is then given already bicubic-upscaled back
+  to the HR size (`upscale_bicubic`, the upscale `super_resolve` applies with
+  `upscaled_input: true`), so patches of different scales share a batch. Such pairs suit only
+  networks that take the bicubic upscale. Val and test hold each held-out image at every scale
+  (image-major within a scale). `patch` must then divide by every scale.
 
 `info()` gives 3 channels, no fixed size, no classes, and (where `DatasetInfo` has the field)
 `spec_params = {"scale": scale}`, so an upscaling spec can read the scale.
@@ -31,6 +37,7 @@ rounding differs slightly, so figures are close to, not identical with, the MATL
 from __future__ import annotations
 
 import dataclasses
+import math
 from functools import lru_cache
 from pathlib import Path
 
@@ -81,6 +88,18 @@ def bicubic_down(hr: np.ndarray, scale: int) -> np.ndarray:
     return np.asarray(Image.fromarray(np.ascontiguousarray(hr)).resize((w // scale, h // scale), bicubic))
 
 
+def upscale_bicubic(lr: Tensor, scale: int) -> Tensor:
+    """LR images [..., C, h, w] -> their bicubic upscale [..., C, h*s, w*s], clamped to [0, 1]
+    (torch's bicubic, align_corners=False: the upscale `super_resolve` gives an
+    `upscaled_input` network and its bicubic baseline)."""
+    import torch.nn.functional as F
+    batched = lr.dim() == 4
+    x = lr.float() if batched else lr.float()[None]
+    size = (x.shape[-2] * scale, x.shape[-1] * scale)
+    up = F.interpolate(x, size=size, mode="bicubic", align_corners=False).clamp(0, 1)
+    return up if batched else up[0]
+
+
 def to_tensor(image: np.ndarray) -> Tensor:
     """uint8 [H, W, 3] -> float32 [3, H, W] in [0, 1]."""
     return torch.from_numpy(image.copy()).permute(2, 0, 1).float().div(255)  # a copy: PIL's are read-only
@@ -118,13 +137,22 @@ class PatchDataset(Dataset):
 
     collate = staticmethod(collate_pairs)
 
-    def __init__(self, images: list[np.ndarray], scale: int, patch: int, train: bool, flip: bool,
-                 repeat: int):
-        self.images, self.scale, self.patch = images, scale, patch
+    def __init__(self, images: list[np.ndarray], scales: tuple[int, ...], patch: int, train: bool,
+                 flip: bool, repeat: int):
+        self.images, self.scales, self.patch = images, scales, patch
         self.train, self.flip, self.repeat, self.classes = train, flip, repeat, []
+        # val/test hold every image at every scale; training draws a scale per patch
+        self.copies = repeat if train else repeat * len(scales)
 
     def __len__(self) -> int:
-        return len(self.images) * self.repeat
+        return len(self.images) * self.copies
+
+    def scale_of(self, i: int) -> int:
+        if len(self.scales) == 1:
+            return self.scales[0]
+        if self.train:
+            return self.scales[int(torch.randint(0, len(self.scales), ()))]
+        return self.scales[(i % len(self)) // (len(self.images) * self.repeat)]
 
     def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
         if not -len(self) <= i < len(self):
@@ -141,7 +169,11 @@ class PatchDataset(Dataset):
         if self.train and self.flip:
             hflip, vflip = (bool(x) for x in torch.randint(0, 2, (2,)))
             hr = flip_rotate(hr, hflip, vflip, int(torch.randint(0, 4, ())))
-        return to_tensor(bicubic_down(hr, self.scale)), to_tensor(hr)
+        scale = self.scale_of(i)
+        lr = to_tensor(bicubic_down(hr, scale))
+        if len(self.scales) > 1:  # one HR size for every scale: the LR comes upscaled
+            lr = upscale_bicubic(lr, scale)
+        return lr, to_tensor(hr)
 
 
 def flip_rotate(image: np.ndarray, hflip: bool, vflip: bool, quarter_turns: int) -> np.ndarray:
@@ -156,6 +188,7 @@ def flip_rotate(image: np.ndarray, hflip: bool, vflip: bool, quarter_turns: int)
 class _SRSource:
     name = ""
     default_set: str | None = None
+    multi_scale = False  # `scale: [2, 3, 4]` allowed
 
     def set_name(self, args: dict) -> str:
         value = _arg(args, "set", str, self.default_set, self.name)
@@ -174,6 +207,19 @@ class _SRSource:
             raise _error(f"dataset {self.name!r}: {got}", path="data.scale", hint="e.g. `scale: 4`")
         return value
 
+    def scales(self, args: dict) -> tuple[int, ...]:
+        """`scale` as a tuple: one scale, or several (`scale: [2, 3, 4]`) where allowed."""
+        value = args.get("scale")
+        if not isinstance(value, list):
+            return (self.scale(args),)
+        if not self.multi_scale:
+            raise _error(f"dataset {self.name!r}: data.scale must be one scale here, got {value}",
+                         path="data.scale", hint="e.g. `scale: 4`; evaluate each scale in turn")
+        if not value or len(set(value)) != len(value):
+            raise _error(f"dataset {self.name!r}: data.scale lists must hold distinct scales, got "
+                         f"{value}", path="data.scale", hint="e.g. `scale: [2, 3, 4]`")
+        return tuple(self.scale({"scale": v}) for v in value)
+
     def images(self, root: Path, args: dict) -> tuple[tuple[str, np.ndarray], ...]:
         folder = _folder(root, args, FOLDER, self.name)
         name = self.set_name(args)
@@ -185,7 +231,9 @@ class _SRSource:
     def info(self, root: Path, args: dict) -> DatasetInfo:
         extra = {}
         if "spec_params" in {f.name for f in dataclasses.fields(DatasetInfo)}:
-            extra["spec_params"] = {"scale": self.scale(args)}
+            scales = self.scales(args)
+            # a multi-scale set feeds upscaled inputs: no spec reads its scale
+            extra["spec_params"] = {"scale": scales[0]} if len(scales) == 1 else {}
         return DatasetInfo(channels=3, size=None, classes=[], needs_root=True, default_dir=FOLDER,
                            **extra)
 
@@ -201,22 +249,25 @@ class SRBenchmark(_SRSource):
 
     def build(self, root: Path, split: str, seed: int, transform, args: dict) -> Dataset:
         self.no_transform(transform)
-        scale = self.scale(args)
+        scale = self.scales(args)[0]  # one scale: a list gets its own error
         return BenchmarkDataset(self.images(root, args), scale)
 
 
 class SRPatches(_SRSource):
     name = "sr_patches"
     default_set = "CBSD68"
+    multi_scale = True
 
     def build(self, root: Path, split: str, seed: int, transform, args: dict) -> Dataset:
         self.no_transform(transform)
-        scale = self.scale(args)
+        scales = self.scales(args)
         patch = _arg(args, "patch", int, 96, self.name)
-        if patch < scale or patch % scale:
+        step = math.lcm(*scales)
+        if patch < step or patch % step:
+            what = f"the scale ({scales[0]})" if len(scales) == 1 else f"every scale ({step})"
             raise _error(f"dataset 'sr_patches': data.patch ({patch}) must be a positive multiple of "
-                         f"the scale ({scale})", path="data.patch",
-                         hint=f"e.g. `patch: {max(1, round(patch / scale)) * scale}`")
+                         f"{what}", path="data.patch",
+                         hint=f"e.g. `patch: {max(1, round(patch / step)) * step}`")
         repeat = _arg(args, "repeat", int, 16, self.name)
         if repeat < 1:
             raise _error(f"dataset 'sr_patches': data.repeat must be >= 1, got {repeat}",
@@ -233,8 +284,8 @@ class SRPatches(_SRSource):
             raise _error(f"dataset 'sr_patches': data.patch ({patch}) is larger than the smallest "
                          f"image side ({smallest})", path="data.patch", hint="e.g. `patch: 96`")
         if split == "train":
-            return PatchDataset(images[:-held], scale, patch, True, flip, repeat)
-        return PatchDataset(images[-held:], scale, patch, False, False, 1)
+            return PatchDataset(images[:-held], scales, patch, True, flip, repeat)
+        return PatchDataset(images[-held:], scales, patch, False, False, 1)
 
 
 DATASETS.add("sr_benchmark", SRBenchmark())

@@ -10,6 +10,7 @@ from engine.procedures import (  # noqa: F401 - imported for their registration
     segment,
     seq2seq,
     sequence,
+    srgan,
     super_resolve,
     vqvae,
 )

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from engine.checkpoint import newest_match
+from engine.ir import Diagnostic, SpecError
 from engine.metrics import dice, pixel_accuracy, psnr
 from engine.procedures.generative import Generative
 from engine.procedures.segment import heldout_pairs, mask_image
@@ -57,8 +58,15 @@ def condition_of(masks: Tensor) -> Tensor:
 
 
 def optimizer_config(recipe, name: str) -> dict:
-    """The recipe's `optimizers: {name: ...}` entry, else its single `optimizer:`."""
-    return (recipe.get("optimizers") or {}).get(name) or recipe["optimizer"]
+    """The recipe's `optimizers: {name: ...}` entry, else its single `optimizer:` (a located
+    error when it gives neither for this network)."""
+    named = (recipe.get("optimizers") or {}).get(name) or recipe.get("optimizer")
+    if named is None:
+        raise SpecError([Diagnostic(
+            f"procedure '{recipe['procedure']}' needs an optimizer for the {name}",
+            recipe.doc.loc, "optimizers", f"add optimizers: {{{name}: {{name: adam, lr: 0.0002}}}} "
+            "(or one `optimizer:` for every network)")])
+    return named
 
 
 @PROCEDURES.register("pix2pix")

@@ -1,4 +1,4 @@
-"""`super_resolve`: single-image super-resolution (SRCNN, ESPCN, VDSR, DRCN, DRRN, EDSR).
+"""`super_resolve`: single-image super-resolution (SRCNN, ESPCN, VDSR, DRCN, DRRN, EDSR, SRResNet).
 
 Batches are `(lr [B, C, h, w], hr [B, C, h*s, w*s])` in [0, 1] (datasets `sr_patches`,
 `sr_benchmark`). The network sees the LR image, or with `upscaled_input: true` (SRCNN, VDSR,
@@ -8,6 +8,10 @@ output `image` (else its first output) is the estimate; a dict output `steps` [B
 (DRCN's D intermediate predictions) is used for recursive supervision.
 
 Options:
+- `network` (default null: the model itself): the network of a `networks:` spec that
+  super-resolves, e.g. `generator` to pre-train SRGAN's SRResNet (phase 1; phase 2 is the `srgan`
+  procedure). Only that network is optimised, evaluated and used by `engine infer`/`sample`; the
+  others stay as built (they are still saved in the checkpoints).
 - `upscaled_input` (default false): upscale the LR image by bicubic interpolation first.
 - `scale` (default null: hr side // lr side of each batch; `engine infer` reads the recipe's
   `data.args.scale`).
@@ -22,6 +26,11 @@ against hr. Evaluation, per image as SR papers average: `loss`, `psnr_y` and `ss
 a saved image) and the same for the bicubic upscale of the LR image (`bicubic_psnr_y`,
 `bicubic_ssim_y`: the baseline, by the same torch bicubic as `upscaled_input`, clamped and
 rounded). `best.pt` is the checkpoint of the best validation `psnr_y` (`best_metric`).
+
+Multi-scale training (`sr_patches` with `scale: [2, 3, 4]`, VDSR's and DRRN's): the pairs come
+with the LR already upscaled to the HR size, so the scale of a batch reads as 1 and the bicubic
+upscale by 1 is the identity; validation then crops a 1-pixel border. Evaluate each scale on
+`sr_benchmark` (`data.args.scale: 3`), whose pairs are true LR / HR.
 """
 
 from __future__ import annotations
@@ -30,20 +39,14 @@ import copy
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
+from engine.data.sr import upscale_bicubic as bicubic_upscale
 from engine.procedures.base import Procedure
 from engine.registry import PROCEDURES
 from engine.sr_metrics import psnr_y, ssim_y
 
 FIGURE_CROP = 128  # the before/after picture shows a centre crop of at most this HR side
-
-
-def bicubic_upscale(lr: Tensor, scale: int) -> Tensor:
-    """LR images [B, C, h, w] -> their bicubic upscale [B, C, h*s, w*s], clamped to [0, 1]."""
-    size = (lr.shape[-2] * scale, lr.shape[-1] * scale)
-    return F.interpolate(lr.float(), size=size, mode="bicubic", align_corners=False).clamp(0, 1)
 
 
 def as_saved(images: Tensor) -> Tensor:
@@ -57,37 +60,66 @@ def centre_crop(images: Tensor, side: int) -> Tensor:
     return images[..., top:top + side, left:left + side]
 
 
-def _error(message: str, where: str, hint: str):
+def _error(message: str, where: str, hint: str, path: str = ""):
     from engine.ir import Diagnostic, Loc, SpecError
-    return SpecError([Diagnostic(message, Loc(where), hint=hint)])
+    return SpecError([Diagnostic(message, Loc(where), path, hint=hint)])
 
 
 @PROCEDURES.register("super_resolve")
 class SuperResolve(Procedure):
-    OPTIONS = {"upscaled_input": False, "scale": None, "recursive_alpha": 0.0}
+    OPTIONS = {"network": None, "upscaled_input": False, "scale": None, "recursive_alpha": 0.0}
     DEFAULT_LOSS = {"name": "mse"}
     reports_accuracy = False
     best_metric = "psnr_y"  # best.pt: the highest validation PSNR (runner.track_best)
 
     def setup(self, total_steps: int) -> None:
-        super().setup(total_steps)
+        self.add_optimizers(total_steps)
         self.total_steps, self.steps_done = total_steps, 0
         self.per_sample_loss = copy.copy(self.loss)
         self.per_sample_loss.reduction = "none"
 
+    def add_optimizers(self, total_steps: int) -> None:
+        """One optimizer, "model", over the super-resolving network alone."""
+        self.add_optimizer("model", self.recipe["optimizer"], self.sr_network(), total_steps)
+
     # ---- the network ----------------------------------------------------------------------
+    def sr_network(self, model: nn.Module | None = None) -> nn.Module:
+        """The network that super-resolves: `model` (default: the unwrapped model) itself, or
+        its network named by the `network` option; a located error when they do not match."""
+        model = self.unwrapped if model is None else model
+        name, procedure = self.options["network"], self.recipe["procedure"]
+        if isinstance(model, nn.ModuleDict):
+            if name in model:
+                return model[name]
+            have = ", ".join(model)
+            found = f"none is named '{name}'" if name else "procedure.network picks none"
+            raise _error(f"{procedure}: the spec has networks {have}; {found}", self.recipe.file,
+                         f"set procedure.network to the one that super-resolves: one of {have}",
+                         "procedure.network")
+        if name is not None:
+            raise _error(f"{procedure}: procedure.network is '{name}' but the spec has one network",
+                         self.recipe.file, "leave out procedure.network (null: the model itself)",
+                         "procedure.network")
+        return model
+
     def scale_of(self, lr: Tensor, hr: Tensor | None = None) -> int:
         if self.options["scale"]:
             return int(self.options["scale"])
         if hr is None:
             raise ValueError("super_resolve: the scale is unknown (set procedure.scale)")
+        if hr.shape[-1] == lr.shape[-1] and not self.options["upscaled_input"]:
+            raise _error("super_resolve: the inputs come at the HR size (multi-scale `sr_patches`, "
+                         "`scale: [...]`), which only networks on the bicubic upscale can take",
+                         "procedure.upscaled_input", "set `upscaled_input: true` for such a "
+                         "network, or train one scale (`data.args.scale: 2`)")
+        # multi-scale pairs come upscaled already: 1, and the bicubic upscale by 1 is the identity
         return hr.shape[-1] // lr.shape[-1]
 
     def forward(self, model, lr: Tensor, scale: int) -> tuple[Tensor, Tensor | None]:
         """The network's HR estimate [B, C, H, W] (float) and its `steps` (or None)."""
         x = bicubic_upscale(lr, scale) if self.options["upscaled_input"] else lr
         with self.autocast():
-            out = model(x)
+            out = self.sr_network(model)(x)
         steps = None
         if isinstance(out, dict):
             steps = out.get("steps")
@@ -150,8 +182,11 @@ class SuperResolve(Procedure):
         if self.options["scale"]:
             return int(self.options["scale"])
         scale = (run.recipe["data"].get("args") or {}).get("scale")
+        if isinstance(scale, list):
+            raise _error(f"super_resolve: the recipe trains several scales {scale}",
+                         run.recipe.file, "choose one with --set procedure.scale=S")
         if not isinstance(scale, int) or isinstance(scale, bool):
-            raise _error("super_resolve: the recipe gives no scale", run.recipe.path,
+            raise _error("super_resolve: the recipe gives no scale", run.recipe.file,
                          "set data.args.scale (or procedure.scale)")
         return scale
 
