@@ -232,3 +232,40 @@ def test_eval_on_a_benchmark(edsr_checkpoint, capsys):
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "(5 samples)" in out and "bicubic_psnr_y 33." in out
+
+
+def test_y_only_trains_on_luma_and_joins_the_bicubic_chroma(tmp_path):
+    """The papers' Y-channel training: the network sees Y, the loss is on Y, the RGB output is
+    the predicted Y with the chroma of the bicubic upscale."""
+    from engine.color import rgb_to_y, rgb_to_ycbcr
+    from engine.procedures.super_resolve import bicubic_upscale
+    sets_ = [*overrides("srcnn_x3"), "procedure.y_only=true", "spec.set={channels: 1}"]
+    from engine.recipe import load_recipe
+    from engine.runner import Run
+    run = Run(load_recipe("srcnn_x3", sets_), tmp_path / "run", "cpu")
+    procedure = run.procedure
+    lr, hr = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 24, 24)
+    image, _ = procedure.forward(procedure.model, lr, 3)
+    assert image.shape == (2, 1, 24, 24)
+    # the network's input is the luma of the bicubic upscale
+    expected = procedure.model(rgb_to_y(bicubic_upscale(lr, 3))).float()
+    torch.testing.assert_close(image, expected)
+    rgb = procedure.as_rgb(image, lr, 3)
+    ycbcr, bicubic = rgb_to_ycbcr(rgb), rgb_to_ycbcr(bicubic_upscale(lr, 3))
+    torch.testing.assert_close(ycbcr[:, :1], image, atol=1e-5, rtol=0)
+    torch.testing.assert_close(ycbcr[:, 1:], bicubic[:, 1:], atol=1e-5, rtol=0)
+    torch.testing.assert_close(procedure.target(hr), rgb_to_y(hr))
+    assert main(["train", "srcnn_x3", "--device", "cpu", "--output", str(tmp_path / "runs"),
+                 *sets(sets_)]) == 0
+    (folder,) = (tmp_path / "runs").iterdir()
+    assert math.isfinite(float(last_row(folder)["val_psnr_y"]))
+
+
+def test_y_only_with_an_rgb_network_is_a_clear_error(tmp_path):
+    from engine.ir import SpecError
+    from engine.recipe import load_recipe
+    from engine.runner import Run
+    with pytest.raises(SpecError, match="one channel") as err:
+        Run(load_recipe("srcnn_x3", [*overrides("srcnn_x3"), "procedure.y_only=true"]),
+            tmp_path / "run", "cpu")
+    assert "channels: 1" in str(err.value)

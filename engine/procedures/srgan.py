@@ -98,7 +98,8 @@ class SRGAN(SuperResolve):
                "generator_checkpoint": None, "scale": None}
     CHOICES = {"content": ("vgg", "pixel")}
     # super_resolve's options that SRGAN fixes: the generator reads the LR image, one output
-    FIXED = {"network": "generator", "upscaled_input": False, "recursive_alpha": 0.0}
+    FIXED = {"network": "generator", "upscaled_input": False, "recursive_alpha": 0.0,
+             "y_only": False}
     tracks_best = False  # see the module docstring: last.pt, not the best PSNR
 
     def setup(self, total_steps: int) -> None:

@@ -15,6 +15,9 @@ Options:
 - `upscaled_input` (default false): upscale the LR image by bicubic interpolation first.
 - `scale` (default null: hr side // lr side of each batch; `engine infer` reads the recipe's
   `data.args.scale`).
+- `y_only` (default false): the network sees and predicts the luma Y alone (a spec with
+  `channels: 1`), as the SRCNN, VDSR, DRCN and DRRN papers train; the loss is on Y, and the
+  RGB output joins the predicted Y to the chroma (Cb, Cr) of the bicubic upscale.
 - `recursive_alpha` (default 0; DRCN paper: 1): loss = a_t * mean over the D `steps` of their
   losses + (1 - a_t) * the final output's loss, a_t decaying linearly from `recursive_alpha` to 0
   over the first half of training (the paper decays alpha during training; its weight-decay term
@@ -41,6 +44,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from engine.color import rgb_to_y, rgb_to_ycbcr, ycbcr_to_rgb
 from engine.data.sr import upscale_bicubic as bicubic_upscale
 from engine.procedures.base import Procedure
 from engine.registry import PROCEDURES
@@ -67,12 +71,14 @@ def _error(message: str, where: str, hint: str, path: str = ""):
 
 @PROCEDURES.register("super_resolve")
 class SuperResolve(Procedure):
-    OPTIONS = {"network": None, "upscaled_input": False, "scale": None, "recursive_alpha": 0.0}
+    OPTIONS = {"network": None, "upscaled_input": False, "scale": None, "recursive_alpha": 0.0,
+               "y_only": False}
     DEFAULT_LOSS = {"name": "mse"}
     reports_accuracy = False
     best_metric = "psnr_y"  # best.pt: the highest validation PSNR (runner.track_best)
 
     def setup(self, total_steps: int) -> None:
+        self.check_y_only()
         self.add_optimizers(total_steps)
         self.total_steps, self.steps_done = total_steps, 0
         self.per_sample_loss = copy.copy(self.loss)
@@ -118,6 +124,8 @@ class SuperResolve(Procedure):
     def forward(self, model, lr: Tensor, scale: int) -> tuple[Tensor, Tensor | None]:
         """The network's HR estimate [B, C, H, W] (float) and its `steps` (or None)."""
         x = bicubic_upscale(lr, scale) if self.options["upscaled_input"] else lr
+        if self.options["y_only"]:
+            x = rgb_to_y(x)
         with self.autocast():
             out = self.sr_network(model)(x)
         steps = None
@@ -127,6 +135,32 @@ class SuperResolve(Procedure):
         else:
             image = out
         return image.float(), (steps.float() if steps is not None else None)
+
+    def check_y_only(self) -> None:
+        """With `y_only`, the network must take one channel (the luma): a located error else."""
+        if not self.options["y_only"]:
+            return
+        self.sr_network()  # a wrong `network` gets its own error first
+        inputs = self.recipe.shaped.inputs
+        name = self.options["network"] or next(iter(inputs))
+        channels = next(iter(inputs[name].values())).shape[1]
+        if channels != 1:
+            raise _error(f"super_resolve: y_only needs a network on one channel (the luma Y); "
+                         f"this one takes {channels}", self.recipe.file,
+                         "set the spec's channels to 1 (spec: {name: ..., set: {channels: 1}})",
+                         "procedure.y_only")
+
+    def target(self, hr: Tensor) -> Tensor:
+        """What the network's output is compared with: hr, or its luma with `y_only`."""
+        return rgb_to_y(hr) if self.options["y_only"] else hr
+
+    def as_rgb(self, image: Tensor, lr: Tensor, scale: int) -> Tensor:
+        """The network's output as an RGB image: itself, or with `y_only` its luma joined to
+        the chroma (Cb, Cr) of the bicubic upscale, as the papers that train on Y do."""
+        if not self.options["y_only"]:
+            return image
+        ycbcr = rgb_to_ycbcr(bicubic_upscale(lr.to(image.device), scale))
+        return ycbcr_to_rgb(torch.cat([image, ycbcr[:, 1:]], dim=1))
 
     def alpha(self) -> float:
         """The recursive-supervision weight now: linear from `recursive_alpha` to 0 over the
@@ -145,7 +179,7 @@ class SuperResolve(Procedure):
     def train_step(self, batch) -> dict[str, float]:
         lr, hr = batch
         image, steps = self.forward(self.model, lr, self.scale_of(lr, hr))
-        loss = self.objective(image, steps, hr)
+        loss = self.objective(image, steps, self.target(hr))
         self.optimize(loss)
         self.steps_done += 1
         return {"loss": loss.item()}
@@ -155,8 +189,8 @@ class SuperResolve(Procedure):
         lr, hr = batch
         scale = self.scale_of(lr, hr)
         image, _ = self.forward(self.eval_model(), lr, scale)
-        per_sample = self.per_sample_loss(image, hr).flatten(1).mean(1)
-        out, bicubic = as_saved(image), as_saved(bicubic_upscale(lr, scale))
+        per_sample = self.per_sample_loss(image, self.target(hr)).flatten(1).mean(1)
+        out, bicubic = as_saved(self.as_rgb(image, lr, scale)), as_saved(bicubic_upscale(lr, scale))
         return {"loss": per_sample,
                 "psnr_y": psnr_y(out, hr, border=scale), "ssim_y": ssim_y(out, hr, border=scale),
                 "bicubic_psnr_y": psnr_y(bicubic, hr, border=scale),
@@ -167,7 +201,8 @@ class SuperResolve(Procedure):
         """LR images [B, C, h, w] in [0, 1] -> the network's HR images, clamped and rounded."""
         model = self.eval_model()
         model.eval()
-        return as_saved(self.forward(model, lr.to(self.device), scale)[0]).cpu()
+        lr = lr.to(self.device)
+        return as_saved(self.as_rgb(self.forward(model, lr, scale)[0], lr, scale)).cpu()
 
     # ---- checkpoints (the step count drives the recursive-supervision decay) ----------------
     def state_dict(self) -> dict:
