@@ -14,11 +14,13 @@ import hashlib
 import json
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 import yaml
+from torch import nn
 
 from engine import distributed
 from engine.checkpoint import load_checkpoint, save_checkpoint
@@ -159,11 +161,12 @@ class Run:
         size = data.get("eval_batch_size", data.get("batch_size", 64))
         sums: dict[str, float] = {}
         count = 0
-        for batch in eval_batches(dataset, size, data.get("workers", 0)):
-            values = self.procedure.eval_step(_to(batch, self.device), metrics)
-            for k, v in values.items():
-                sums[k] = sums.get(k, 0.0) + float(v.sum())
-            count += _batch_size(batch)
+        with eval_mode(self.procedure.unwrapped, self.procedure.eval_model()):
+            for batch in eval_batches(dataset, size, data.get("workers", 0)):
+                values = self.procedure.eval_step(_to(batch, self.device), metrics)
+                for k, v in values.items():
+                    sums[k] = sums.get(k, 0.0) + float(v.sum())
+                count += _batch_size(batch)
         return self.procedure.aggregate(sums, count)
 
     def track_best(self, row: dict) -> None:
@@ -273,6 +276,20 @@ def _to(batch, device: torch.device):
     if isinstance(batch, (list, tuple)):
         return type(batch)(_to(b, device) for b in batch)
     return batch
+
+
+@contextmanager
+def eval_mode(*modules: nn.Module):
+    """The modules in eval mode (batch norm on its running statistics, no dropout) for the
+    block, then back in the modes they had."""
+    modes = [(m, m.training) for m in modules]
+    for m, _ in modes:
+        m.eval()
+    try:
+        yield
+    finally:
+        for m, training in reversed(modes):
+            m.train(training)
 
 
 def open_checkpoint(recipe_name: str, overrides: list[str], checkpoint: str,

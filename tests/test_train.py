@@ -175,3 +175,42 @@ def test_a_recipe_whose_spec_does_not_validate(tmp_path):
     result = cli("train", str(recipe))
     assert result.returncode == 1 and "bad.yaml:3:3" in result.stderr
     assert "did you mean 'linear'" in result.stderr and "Traceback" not in result.stderr
+
+
+BN_DROPOUT = """
+name: bn_mlp
+inputs: {image: [B, 1, 8, 8]}
+graph:
+  flatten: flatten
+  fc1: {op: linear, out: 32}
+  bn: batchnorm1d
+  act: relu
+  drop: {op: dropout, p: 0.5}
+  fc2: {op: linear, out: 10}
+"""
+
+
+def test_evaluation_runs_in_eval_mode_and_restores_the_mode(tmp_path):
+    """Batch norm on its running statistics and no dropout while evaluating (the loss equals
+    the eval-mode model's, batch by batch), and the model trains again afterwards."""
+    from engine.loader import eval_batches
+    from engine.recipe import load_recipe
+    from engine.runner import Run
+    (tmp_path / "bn_mlp.yaml").write_text(textwrap.dedent(BN_DROPOUT))
+    path = tmp_path / "tiny.yaml"
+    path.write_text(textwrap.dedent(RECIPE.format(spec="bn_mlp.yaml", epochs=1, every=0)))
+    run = Run(load_recipe(path), tmp_path / "run", "cpu")
+    model = run.procedure.model
+    with torch.no_grad():  # running statistics away from their (0, 1) start
+        model.bn.running_mean.uniform_(-1, 1)
+        model.bn.running_var.uniform_(0.5, 2)
+    model.train()
+    got = run.evaluate("val")["loss"]
+    assert model.training
+    model.eval()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for images, labels in eval_batches(run.eval_sets["val"], 64, 0):
+            total += float(torch.nn.functional.cross_entropy(model(images), labels, reduction="sum"))
+            count += len(labels)
+    assert abs(got - total / count) < 1e-5
