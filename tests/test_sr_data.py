@@ -203,9 +203,15 @@ def test_patch_argument_errors():
 
 # ---- multi-scale sr_patches (VDSR, DRRN: one network for x2, x3 and x4) ----------------------
 
+def _down_up(hr8: np.ndarray, scale: int) -> torch.Tensor:
+    """PIL's bicubic downscale of a uint8 patch, then torch's bicubic upscale back."""
+    from engine.data.sr import upscale_bicubic
+    small = torch.from_numpy(_pil_bicubic(hr8, scale).copy()).permute(2, 0, 1).float() / 255
+    return upscale_bicubic(small, scale)
+
+
 @needs_sr
 def test_multi_scale_patches_come_upscaled_and_draw_every_scale():
-    from engine.data.sr import upscale_bicubic
     train = patches(scale=[2, 3, 4], patch=24, repeat=1)
     assert len(train) == 60
     seen = set()
@@ -215,8 +221,7 @@ def test_multi_scale_patches_come_upscaled_and_draw_every_scale():
         assert lr.shape == hr.shape == (3, 24, 24)  # one HR size: the LR comes upscaled
         hr8 = _uint8(hr)
         # exactly one scale's bicubic down-then-up gives this input
-        matches = [s for s in (2, 3, 4) if torch.equal(
-            lr, upscale_bicubic(torch.from_numpy(_pil_bicubic(hr8, s).copy()).permute(2, 0, 1).float() / 255, s))]
+        matches = [s for s in (2, 3, 4) if torch.equal(lr, _down_up(hr8, s))]
         assert len(matches) == 1
         seen.add(matches[0])
     assert seen == {2, 3, 4}

@@ -50,10 +50,13 @@ def train(name: str, out: Path) -> Path:
     return folder
 
 
-def ci_run(name: str, folder: Path):
+def ci_run(name: str, folder: Path, extra: tuple[str, ...] = ()):
     from engine.recipe import load_recipe
     from engine.runner import Run
-    return Run(load_recipe(name, overrides(name)), folder, "cpu")
+    return Run(load_recipe(name, [*overrides(name), *extra]), folder, "cpu")
+
+
+RGB = ("procedure.y_only=false", "spec.set={channels: 3}")  # srcnn_x3 as an RGB network
 
 
 def last_row(folder: Path) -> dict:
@@ -155,7 +158,7 @@ def test_bicubic_baseline(name, tmp_path):
 
 def test_bicubic_model_scores_the_baseline(tmp_path):
     """A network that returns its (bicubic-upscaled) input scores exactly the baseline."""
-    run = ci_run("srcnn_x3", tmp_path / "run")
+    run = ci_run("srcnn_x3", tmp_path / "run", RGB)
     run.procedure.eval_model().forward = lambda x: x
     metrics = run.evaluate("val")
     assert metrics["psnr_y"] == metrics["bicubic_psnr_y"]
@@ -239,7 +242,7 @@ def test_y_only_trains_on_luma_and_joins_the_bicubic_chroma(tmp_path):
     the predicted Y with the chroma of the bicubic upscale."""
     from engine.color import rgb_to_y, rgb_to_ycbcr
     from engine.procedures.super_resolve import bicubic_upscale
-    sets_ = [*overrides("srcnn_x3"), "procedure.y_only=true", "spec.set={channels: 1}"]
+    sets_ = [*overrides("srcnn_x3"), "procedure.y_only=true", "spec.set={channels: 1}", "amp=false"]
     from engine.recipe import load_recipe
     from engine.runner import Run
     run = Run(load_recipe("srcnn_x3", sets_), tmp_path / "run", "cpu")
@@ -266,6 +269,6 @@ def test_y_only_with_an_rgb_network_is_a_clear_error(tmp_path):
     from engine.recipe import load_recipe
     from engine.runner import Run
     with pytest.raises(SpecError, match="one channel") as err:
-        Run(load_recipe("srcnn_x3", [*overrides("srcnn_x3"), "procedure.y_only=true"]),
+        Run(load_recipe("srcnn_x3", [*overrides("srcnn_x3"), "procedure.y_only=true", RGB[1]]),
             tmp_path / "run", "cpu")
     assert "channels: 1" in str(err.value)
