@@ -20,22 +20,13 @@ from engine.cli import main
 from engine.ir import SpecError
 
 from .conftest import SHARED_DATA
+from .test_super_resolve import needs_data, sets  # noqa: F401  (needs_data: an autouse fixture)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 TINY = "spec.set={blocks: 1, features: 8, size: 8, hr_size: 32}"  # x4: 8x8 LR -> 32x32 HR
 CI = [TINY, "data.args.patch=32", "epochs=null", "steps=2", "data.batch_size=2",
       "data.args.repeat=1", "eval.every_epochs=1"]
-
-
-@pytest.fixture(autouse=True)
-def needs_data():
-    if not (SHARED_DATA / "sr_benchmarks" / "CBSD68").is_dir():
-        pytest.skip(f"no CBSD68 images: {SHARED_DATA / 'sr_benchmarks' / 'CBSD68'} is missing")
-
-
-def sets(items) -> list[str]:
-    return [a for item in items for a in ("--set", item)]
 
 
 def ci_run(name: str, folder: Path, *extra: str):
