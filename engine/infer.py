@@ -33,12 +33,31 @@ def load_image(path: str, shape: tuple[int, ...]) -> torch.Tensor:
                          align_corners=False, antialias=True)[0]
 
 
+def input_shape(run) -> tuple[int, ...]:
+    """The shape of the run's (first network's) first input, e.g. [B, C, H, W]."""
+    return tuple(next(iter(next(iter(run.shaped.inputs.values())).values())).shape)
+
+
+def eval_transform(run):
+    """The recipe's eval transforms (None when it has none), as the eval datasets apply them."""
+    transforms = run.recipe["data"].get("transforms") or {}
+    return build_transform(list(transforms.get("eval") or []), "data.transforms.eval")
+
+
+def output_folder(args) -> Path | None:
+    """`engine infer -o DIR`: the folder for the written files (created), or None: beside each
+    input."""
+    if not args.output:
+        return None
+    folder = Path(args.output)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 def classify_files(run, paths: list[str], top_k: int):
     data = run.recipe["data"]
     info = dataset_info(data["dataset"], data.get("root"), dict(data.get("args") or {}))
-    shape = next(iter(next(iter(run.shaped.inputs.values())).values())).shape
-    transform = build_transform(list((data.get("transforms") or {}).get("eval") or []),
-                                "data.transforms.eval")
+    shape, transform = input_shape(run), eval_transform(run)
     for path in paths:
         image = load_image(path, shape)
         image = transform(image) if transform else image

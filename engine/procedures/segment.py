@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from engine.infer import eval_transform, input_shape, output_folder, read_image
 from engine.metrics import dice, iou, pixel_accuracy
 from engine.procedures.base import Procedure
 from engine.registry import PROCEDURES
@@ -122,13 +123,6 @@ def save_rgb(rgb: Tensor, path: Path) -> None:
     Image.fromarray((rgb.clamp(0, 1) * 255).round().to(torch.uint8).numpy()).save(path)
 
 
-def eval_transform(run):
-    """The recipe's eval transforms (None when it has none), as the eval datasets apply them."""
-    from engine.data import build_transform
-    transforms = run.recipe["data"].get("transforms") or {}
-    return build_transform(list(transforms.get("eval") or []), "data.transforms.eval")
-
-
 @PROCEDURES.register("segment")
 class Segment(Procedure):
     OPTIONS = {"dice_weight": 0.0, "dice_class": 1, "pad_multiple": None, "figure": "overlay"}
@@ -188,12 +182,8 @@ class Segment(Procedure):
         `<stem>_overlay.png` into --output (created) or beside the input."""
         from PIL import Image
 
-        from engine.infer import read_image
-        shape = next(iter(next(iter(run.shaped.inputs.values())).values())).shape
+        shape, folder = input_shape(run), output_folder(args)
         transform, classes = eval_transform(run), self.num_classes(run)
-        folder = Path(args.output) if args.output else None
-        if folder is not None:
-            folder.mkdir(parents=True, exist_ok=True)
         for name in args.inputs:
             path = Path(name)
             image = read_image(str(path), shape[1])

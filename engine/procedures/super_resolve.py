@@ -116,8 +116,8 @@ class SuperResolve(Procedure):
         if hr.shape[-1] == lr.shape[-1] and not self.options["upscaled_input"]:
             raise _error("super_resolve: the inputs come at the HR size (multi-scale `sr_patches`, "
                          "`scale: [...]`), which only networks on the bicubic upscale can take",
-                         "procedure.upscaled_input", "set `upscaled_input: true` for such a "
-                         "network, or train one scale (`data.args.scale: 2`)")
+                         self.recipe.file, "set `upscaled_input: true` for such a network, or "
+                         "train one scale (`data.args.scale: 2`)", "procedure.upscaled_input")
         # multi-scale pairs come upscaled already: 1, and the bicubic upscale by 1 is the identity
         return hr.shape[-1] // lr.shape[-1]
 
@@ -230,11 +230,9 @@ class SuperResolve(Procedure):
         --output (created) or beside the input."""
         from PIL import Image
 
-        from engine.infer import read_image
+        from engine.infer import output_folder, read_image
         scale = self.recipe_scale(run)
-        folder = Path(args.output) if args.output else None
-        if folder is not None:
-            folder.mkdir(parents=True, exist_ok=True)
+        folder = output_folder(args)
         for name in args.inputs:
             path = Path(name)
             lr = read_image(str(path), 3)[None]
