@@ -13,6 +13,7 @@ from PIL import Image
 
 from engine.cli import main
 from engine.loader import train_batches
+from engine.merge import RECIPES_DIR
 from engine.recipe import load_recipe
 from engine.runner import Run
 
@@ -163,3 +164,37 @@ def test_label_on_an_unconditional_gan_is_a_clear_error(tmp_path, capsys):
     code = main(["sample", "dcgan_mnist", "--checkpoint", str(folder / "checkpoints/last.pt"),
                  "--label", "3", "-o", str(tmp_path / "g.png")])
     assert code == 1 and "class-conditional" in capsys.readouterr().err
+
+
+def test_a_conditional_discriminator_with_an_unconditional_generator_is_a_clear_error(
+        tmp_path, capsys):
+    """The generator step would have no label to give the discriminator: refused at set-up,
+    naming the recipe file and what to change (it was an internal TypeError)."""
+    _needs_data("sagan_mnist")
+    spec = tmp_path / "half_conditional.yaml"
+    spec.write_text("""name: half_conditional
+params: {}
+networks:
+  generator:
+    inputs: {z: [B, 8]}
+    graph:
+      fc: {op: linear, out: 784}
+      tanh: tanh
+      image: {op: reshape, shape: [1, 28, 28]}
+    outputs: {image: image}
+  discriminator:
+    inputs:
+      image: [B, 1, 28, 28]
+      label: {shape: [B], dtype: long}
+    graph:
+      flatten: {op: flatten, in: image}
+      fc: {op: linear, out: 8}
+      projection: {op: projection, in: [fc, label], classes: 10}
+    outputs: {score: projection}
+""")
+    recipe = tmp_path / "half.yaml"
+    recipe.write_text(f"name: half\nextends: {RECIPES_DIR / 'sagan_mnist.yaml'}\nspec: {spec}\n")
+    argv = ["train", str(recipe), "--device", "cpu", "--output", str(tmp_path / "runs")]
+    assert main([*argv, *[a for s in STEPS for a in ("--set", s)]]) == 1
+    err = capsys.readouterr().err
+    assert str(recipe) in err and "generator does not" in err and "`label` input" in err

@@ -61,6 +61,13 @@ class GAN(Generative):
         self.add_optimizer("generator", self._optimizer_cfg("generator"), generator, total_steps)
         self.add_optimizer("discriminator", self._optimizer_cfg("discriminator"),
                            self.network("discriminator"), total_steps)
+        if self.takes(self.network("discriminator"), "label") and not self.conditional:
+            # otherwise the generator step would judge its images with no label to give
+            raise SpecError([Diagnostic(
+                "the discriminator takes a `label` input but the generator does not",
+                Loc(self.recipe.file), "spec", "a conditional discriminator needs a "
+                "class-conditional generator: give the generator a `label` input too, or drop "
+                "the discriminator's")])
         self.k = 0.0  # BEGAN's equilibrium control variable
         self._began_real: float | None = None  # L(x) of the last discriminator step
 
