@@ -29,7 +29,7 @@ SMALL = {
     "ebgan": {"g_widths": [16, 8, 4], "d_widths": [4, 16]},
     "began": {"latent": 8, "width": 8, "d_widths": [8, 16, 24]},
     "sngan": {"g_base": 16, "g_widths": [16, 8, 4], "d_widths": [4, 8, 16], "d_top": 16},
-    "sagan": {"g_widths": [16, 16, 8], "d_widths": [8, 16, 16]},
+    "sagan": {"g_base": 16, "g_widths": [16, 16, 8], "d_widths": [8, 16, 16], "d_top": 16},
     "stylegan": {"latent": 8, "style": 6, "mapping_layers": 2, "g_channels": [8, 8, 4],
                  "d_channels": [4, 8, 8]},
 }
@@ -357,36 +357,52 @@ class Attention(nn.Module):
         return self.gamma * out + x
 
 
+def maybe_sn(module: nn.Module, on: bool) -> nn.Module:
+    return spectral_norm(module) if on else module
+
+
 class SAGANGen(nn.Module):
-    def __init__(self, gw, latent=128):
+    """SNGAN's generator with conditional batch norm and self-attention after stage 1."""
+
+    def __init__(self, base, gw, latent=128, sn=False):
         super().__init__()
-        cins, ks = [latent] + gw, [(3, 1, 0), (3, 2, 0), (4, 2, 1)]
+        cins, ks = [base] + gw, [(3, 2, 0), (4, 2, 1), (4, 2, 1)]
+        self.fc = maybe_sn(nn.Linear(latent, base * 9), sn)
         self.up = nn.ModuleList(
-            seq(conv=spectral_norm(nn.ConvTranspose2d(cins[i], gw[i], *ks[i])), bn=CondBN(gw[i]))
+            seq(conv=maybe_sn(nn.ConvTranspose2d(cins[i], gw[i], *ks[i]), sn), bn=CondBN(gw[i]),
+                **({"attention": Attention(gw[i])} if i == 1 else {}))
             for i in range(3))
-        self.attention, self.conv = Attention(gw[-1]), nn.ConvTranspose2d(gw[-1], 1, 4, 2, 1)
+        self.conv = nn.Conv2d(gw[-1], 1, 3, 1, 1)
 
     def forward(self, z, label):
-        x = z[:, :, None, None]
+        x = self.fc(z).reshape(len(z), -1, 3, 3)
         for block in self.up:
             x = F.relu(block.bn(block.conv(x), label))
-        return torch.tanh(self.conv(self.attention(x)))
+            x = block.attention(x) if hasattr(block, "attention") else x
+        return torch.tanh(self.conv(x))
 
 
 class SAGANDisc(nn.Module):
-    def __init__(self, dw):
+    """SNGAN's discriminator with self-attention after stage 0 and the projection term."""
+
+    def __init__(self, dw, top):
         super().__init__()
-        self.down = nn.ModuleList(seq(conv=spectral_norm(nn.Conv2d(cin, cout, 4, 2, 1)))
-                                  for cin, cout in zip([1] + dw, dw))
-        self.attention, self.conv = Attention(dw[-1]), nn.Conv2d(dw[-1], 1, 4, 2, 1)
-        self.projection = spectral_norm(nn.Embedding(10, dw[-1]))
+        self.down = nn.ModuleList(
+            seq(conv1=spectral_norm(nn.Conv2d(cin, cout, 3, 1, 1)),
+                conv2=spectral_norm(nn.Conv2d(cout, cout, 4, 2, 1)),
+                **({"attention": Attention(cout)} if i == 0 else {}))
+            for i, (cin, cout) in enumerate(zip([1] + dw, dw)))
+        self.conv = spectral_norm(nn.Conv2d(dw[-1], top, 3, 1, 1))
+        self.fc = spectral_norm(nn.Linear(top * 9, 1))
+        self.projection = spectral_norm(nn.Embedding(10, top))
 
     def forward(self, x, label):
         for block in self.down:
-            x = F.leaky_relu(block.conv(x), 0.1)
-        h = self.attention(x)
+            x = F.leaky_relu(block.conv2(F.leaky_relu(block.conv1(x), 0.1)), 0.1)
+            x = block.attention(x) if hasattr(block, "attention") else x
+        h = F.leaky_relu(self.conv(x), 0.1)
         proj = (F.embedding(label, self.projection.weight) * h.sum((2, 3))).sum(1, keepdim=True)
-        return self.conv(h).flatten(1) + proj
+        return self.fc(h.flatten(1)) + proj
 
 
 def test_sagan_equals_a_hand_written_sagan():
@@ -395,7 +411,9 @@ def test_sagan_equals_a_hand_written_sagan():
         for name, p in m.named_parameters():
             if name.endswith("embed.weight"):
                 p.normal_(1, 0.3)
-    gen, disc = SAGANGen(SMALL["sagan"]["g_widths"]), SAGANDisc(SMALL["sagan"]["d_widths"])
+    small = SMALL["sagan"]
+    gen = SAGANGen(small["g_base"], small["g_widths"])
+    disc = SAGANDisc(small["d_widths"], small["d_top"])
     load_and_eval(gen, m["generator"]), load_and_eval(disc, m["discriminator"])
     z, x, label = torch.randn(B, 128), torch.randn(B, 1, 28, 28), torch.tensor([0, 3, 9, 3])
     close(m["generator"](z, label), gen(z, label))
