@@ -357,19 +357,15 @@ class Attention(nn.Module):
         return self.gamma * out + x
 
 
-def maybe_sn(module: nn.Module, on: bool) -> nn.Module:
-    return spectral_norm(module) if on else module
-
-
 class SAGANGen(nn.Module):
     """SNGAN's generator with conditional batch norm and self-attention after stage 1."""
 
-    def __init__(self, base, gw, latent=128, sn=False):
+    def __init__(self, base, gw, latent=128):
         super().__init__()
         cins, ks = [base] + gw, [(3, 2, 0), (4, 2, 1), (4, 2, 1)]
-        self.fc = maybe_sn(nn.Linear(latent, base * 9), sn)
+        self.fc = nn.Linear(latent, base * 9)
         self.up = nn.ModuleList(
-            seq(conv=maybe_sn(nn.ConvTranspose2d(cins[i], gw[i], *ks[i]), sn), bn=CondBN(gw[i]),
+            seq(conv=nn.ConvTranspose2d(cins[i], gw[i], *ks[i]), bn=CondBN(gw[i]),
                 **({"attention": Attention(gw[i])} if i == 1 else {}))
             for i in range(3))
         self.conv = nn.Conv2d(gw[-1], 1, 3, 1, 1)
