@@ -358,12 +358,14 @@ class Attention(nn.Module):
 
 
 class SAGANGen(nn.Module):
-    """SNGAN's generator with conditional batch norm and self-attention after stage 1."""
+    """SNGAN's generator with the label's embedding concatenated with z, conditional batch norm
+    and self-attention after stage 1."""
 
-    def __init__(self, base, gw, latent=128):
+    def __init__(self, base, gw, latent=128, embed_dim=128):
         super().__init__()
         cins, ks = [base] + gw, [(3, 2, 0), (4, 2, 1), (4, 2, 1)]
-        self.fc = nn.Linear(latent, base * 9)
+        self.embed = nn.Linear(10, embed_dim, bias=False)
+        self.fc = nn.Linear(latent + embed_dim, base * 9)
         self.up = nn.ModuleList(
             seq(conv=nn.ConvTranspose2d(cins[i], gw[i], *ks[i]), bn=CondBN(gw[i]),
                 **({"attention": Attention(gw[i])} if i == 1 else {}))
@@ -371,7 +373,8 @@ class SAGANGen(nn.Module):
         self.conv = nn.Conv2d(gw[-1], 1, 3, 1, 1)
 
     def forward(self, z, label):
-        x = self.fc(z).reshape(len(z), -1, 3, 3)
+        condition = torch.cat([z, self.embed(F.one_hot(label, 10).float())], 1)
+        x = self.fc(condition).reshape(len(z), -1, 3, 3)
         for block in self.up:
             x = F.relu(block.bn(block.conv(x), label))
             x = block.attention(x) if hasattr(block, "attention") else x
