@@ -310,6 +310,23 @@ def test_began_networks_equal_hand_written_ones():
     close(m["generator"](z), gen(z))
 
 
+
+def test_began_starts_from_glorot_uniform_weights_and_zero_biases():
+    m = engine.build(SPECS_DIR / "began.yaml")  # full size: the fans the recipe trains with
+    layers = [mod for mod in m.modules() if isinstance(mod, (nn.Conv2d, nn.Linear))]
+    assert len(layers) == 2 * 8 + 10  # two decoders of 8, an encoder of 10 (with its fc)
+    for layer in layers:
+        fan_in, fan_out = nn.init._calculate_fan_in_and_fan_out(layer.weight)
+        bound = math.sqrt(6 / (fan_in + fan_out))  # Glorot & Bengio (2010), uniform
+        assert layer.weight.abs().max() <= bound
+        assert layer.weight.std().item() == pytest.approx(bound / math.sqrt(3), rel=0.1)
+        assert layer.bias.eq(0).all()
+    # why: with torch's default init the samples' spread across z is ~0.004 at the first step
+    torch.manual_seed(0)
+    with torch.no_grad():
+        images = m["generator"](torch.rand(256, 64) * 2 - 1)
+    assert images.std(0).mean() > 0.05
+
 # ---- spectral normalisation: SNGAN, SAGAN ------------------------------------------------------
 
 def test_sngan_discriminator_equals_torch_spectral_norm():
