@@ -310,7 +310,6 @@ def test_began_networks_equal_hand_written_ones():
     close(m["generator"](z), gen(z))
 
 
-
 def test_began_starts_from_glorot_uniform_weights_and_zero_biases():
     m = engine.build(SPECS_DIR / "began.yaml")  # full size: the fans the recipe trains with
     layers = [mod for mod in m.modules() if isinstance(mod, (nn.Conv2d, nn.Linear))]
@@ -326,6 +325,7 @@ def test_began_starts_from_glorot_uniform_weights_and_zero_biases():
     with torch.no_grad():
         images = m["generator"](torch.rand(256, 64) * 2 - 1)
     assert images.std(0).mean() > 0.05
+
 
 # ---- spectral normalisation: SNGAN, SAGAN ------------------------------------------------------
 
