@@ -33,6 +33,9 @@ class Procedure:
     tracks_best = True  # the lowest validation loss (or best accuracy) is saved as best.pt
     best_metric: str | None = None  # else best.pt is the highest value of this validation figure
     DEFAULT_LOSS: dict = {"name": "cross_entropy"}
+    # the optimizer whose steps update the recipe's `ema` copy: a generative pair averages its
+    # generator (the networks it samples from), not the one-optimizer default
+    ema_after = "model"
 
     def __init__(self, recipe, model: nn.Module, device: torch.device, total_steps: int):
         self.recipe, self.device = recipe, device
@@ -80,7 +83,7 @@ class Procedure:
         optimizer.step()
         if name in self.schedulers:
             self.schedulers[name].step()
-        if self.ema is not None and name == "model":
+        if self.ema is not None and name == self.ema_after:
             self.ema.update_parameters(self.unwrapped)
 
     def eval_model(self) -> nn.Module:

@@ -75,6 +75,7 @@ def lsgan(logits: Tensor, real: bool) -> Tensor:
 @PROCEDURES.register("cyclegan")
 class CycleGAN(Generative):
     OPTIONS = {"cycle": 10.0, "identity": 0.5, "pool": 50}
+    ema_after = "generator"
     can_sample = False
 
     def setup(self, total_steps: int) -> None:

@@ -52,6 +52,7 @@ class GAN(Generative):
                "aux": ("none", "acgan", "infogan"), "latent": ("normal", "uniform"),
                "pixels": ("signed", "unit"), "fake_labels": ("random", "real")}
     tracks_best = False  # no validation loss tells a better generator
+    ema_after = "generator"
 
     # ---- set-up -------------------------------------------------------------------------
     def setup(self, total_steps: int) -> None:

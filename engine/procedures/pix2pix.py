@@ -71,6 +71,7 @@ def optimizer_config(recipe, name: str) -> dict:
 
 @PROCEDURES.register("pix2pix")
 class Pix2Pix(Generative):
+    ema_after = "generator"
     OPTIONS = {"adversarial": 1.0, "l1": 100.0, "judge": JUDGE}
     can_sample = False
 

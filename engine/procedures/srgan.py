@@ -94,6 +94,7 @@ def generator_weights(state: dict) -> dict[str, Tensor]:
 
 @PROCEDURES.register("srgan")
 class SRGAN(SuperResolve):
+    ema_after = "generator"
     OPTIONS = {"content": "vgg", "vgg_rescale": 1 / 12.75, "adversarial": 1e-3,
                "generator_checkpoint": None, "scale": None}
     CHOICES = {"content": ("vgg", "pixel")}
@@ -124,11 +125,6 @@ class SRGAN(SuperResolve):
 
     def sr_network(self, model: nn.Module | None = None) -> nn.Module:
         return self.network("generator", model)
-
-    def optimize(self, loss: Tensor, name: str = "model") -> None:
-        super().optimize(loss, name)
-        if self.ema is not None and name == "generator":  # the base averages after "model" only
-            self.ema.update_parameters(self.unwrapped)
 
     # ---- phase 1's generator ----------------------------------------------------------------
     def start_training(self) -> None:
