@@ -71,8 +71,8 @@ def optimizer_config(recipe, name: str) -> dict:
 
 @PROCEDURES.register("pix2pix")
 class Pix2Pix(Generative):
-    ema_after = "generator"
     OPTIONS = {"adversarial": 1.0, "l1": 100.0, "judge": JUDGE}
+    ema_after = "generator"
     can_sample = False
 
     @property

@@ -94,10 +94,10 @@ def generator_weights(state: dict) -> dict[str, Tensor]:
 
 @PROCEDURES.register("srgan")
 class SRGAN(SuperResolve):
-    ema_after = "generator"
     OPTIONS = {"content": "vgg", "vgg_rescale": 1 / 12.75, "adversarial": 1e-3,
                "generator_checkpoint": None, "scale": None}
     CHOICES = {"content": ("vgg", "pixel")}
+    ema_after = "generator"
     # super_resolve's options that SRGAN fixes: the generator reads the LR image, one output
     FIXED = {"network": "generator", "upscaled_input": False, "recursive_alpha": 0.0,
              "y_only": False}
