@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from engine.recipe import load_recipe
-from engine.runner import Run
+from engine.train.recipe import load_recipe
+from engine.train.runner import Run
 
 RECIPE = """
 name: bench

@@ -15,10 +15,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from engine.diff import diff_specs
-from engine.pipeline import analyze
-from engine.render import render_dot
-from engine.summary import summarize
+from engine.compiler import analyze
+from engine.views.diff import diff_specs
+from engine.views.render import render_dot
+from engine.views.summary import summarize
 
 CHAIN = """
 name: chain{n}

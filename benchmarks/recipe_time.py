@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 def timed_run(name: str, steps: int, folder: Path) -> tuple[float, int]:
     """Wall seconds of `steps` training steps of recipe `name` (set-up included), and the
     recipe's batches per epoch."""
-    from engine.recipe import load_recipe
-    from engine.runner import Run
+    from engine.train.recipe import load_recipe
+    from engine.train.runner import Run
     recipe = load_recipe(name, ["epochs=null", f"steps={steps}", "eval.every_epochs=0",
                                 "checkpoint={every_epochs: 0, every_steps: 0}"])
     start = time.perf_counter()
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import torch
 
-    from engine.recipe import load_recipe
+    from engine.train.recipe import load_recipe
     torch.set_num_threads(args.threads)
     print(f"| recipe | s / step ({args.threads} threads) | steps | estimated training |")
     print("| --- | --- | --- | --- |")

@@ -50,7 +50,7 @@ def scales_of(recipe, wanted: list[int]) -> list[int]:
 
 
 def evaluate(run_dir: Path, checkpoint: str, set_name: str, scale: int, device: str) -> dict:
-    from engine.runner import open_checkpoint
+    from engine.train.runner import open_checkpoint
     overrides = ["data.dataset=sr_benchmark", f"data.args.set={set_name}",
                  f"data.args.scale={scale}", "data.eval_batch_size=1"]
     run = open_checkpoint(str(run_dir / "recipe.yaml"), overrides,
@@ -59,7 +59,7 @@ def evaluate(run_dir: Path, checkpoint: str, set_name: str, scale: int, device: 
 
 
 def rows_for(run_dir: Path, args) -> list[str]:
-    from engine.recipe import load_recipe
+    from engine.train.recipe import load_recipe
     recipe = load_recipe(str(run_dir / "recipe.yaml"))
     minutes = train_minutes(run_dir)
     trained = f"{epochs_done(run_dir)} epochs" + (f", {minutes:.0f} min" if minutes else "")

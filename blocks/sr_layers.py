@@ -10,7 +10,8 @@ from blocks.registry import register
 
 # ITU-R BT.601 luma for RGB in [0, 1], as MATLAB's rgb2ycbcr (the SR papers' convention):
 # Y = 16/255 + (65.481 R + 128.553 G + 24.966 B) / 255, in [16/255, 235/255].
-# engine/color.py holds the full conversion; blocks do not import the engine, so the row is repeated.
+# engine/train/evaluation/color.py holds the full conversion; blocks do not import the engine,
+# so the row is repeated.
 _Y_WEIGHTS = (65.481 / 255, 128.553 / 255, 24.966 / 255)
 _Y_OFFSET = 16 / 255
 
@@ -115,7 +116,8 @@ class Luminance(nn.Module):
     train on and report PSNR / SSIM on.
 
     [B, 3, H, W] RGB in [0, 1] -> [B, 1, H, W]: Y = 16/255 + (65.481 R + 128.553 G + 24.966 B) / 255,
-    in [16/255, 235/255]. No parameters; `engine.color.rgb_to_ycbcr` gives all three channels.
+    in [16/255, 235/255]. No parameters; `engine.train.evaluation.color.rgb_to_ycbcr` gives all
+    three channels.
     """
 
     def label(self) -> str:

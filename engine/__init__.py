@@ -4,9 +4,9 @@
     model = engine.build("resnet50", num_classes=10)
 """
 
-from engine.ir import SpecError
-from engine.pipeline import analyze, build, resolve_spec
-from engine.statedict import load_reference_state_dict, rename_state_dict
+from engine.compiler import analyze, build, resolve_spec
+from engine.compiler.ir import SpecError
+from engine.compiler.statedict import load_reference_state_dict, rename_state_dict
 
 __all__ = ["analyze", "build", "resolve_spec", "SpecError", "load_reference_state_dict",
            "rename_state_dict"]

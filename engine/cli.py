@@ -14,7 +14,7 @@ import time
 import traceback
 from pathlib import Path
 
-from engine.ir import SpecError
+from engine.compiler.ir import SpecError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args) or 0
     except SpecError as err:
-        from engine.report import format_all
+        from engine.compiler.report import format_all
         print(format_all(err.diagnostics, color=sys.stderr.isatty()), file=sys.stderr)
         return 1
     except BrokenPipeError:  # output piped into `head`: stop quietly
@@ -164,12 +164,12 @@ def _training_commands(sub) -> None:
 
 
 def cmd_validate(args) -> int:
-    from engine.pipeline import analyze
+    from engine.compiler import analyze
     failed: list = []
     for spec in args.specs:
         try:
             if _is_recipe(spec):  # a recipe: its keys, names, options and the spec it trains
-                from engine.recipe import load_recipe
+                from engine.train.recipe import load_recipe
                 load_recipe(spec, args.overrides)
             else:
                 analyze(spec, args.overrides)
@@ -190,7 +190,7 @@ def _is_recipe(path: str) -> bool:
     import yaml
     file = Path(path)
     if not file.is_file():
-        from engine.recipe import find_recipe
+        from engine.train.recipe import find_recipe
         file = find_recipe(path) if "/" not in path and not file.suffix else file
         if not file.is_file() or file.parent.name != "recipes":
             return False
@@ -205,9 +205,9 @@ def _is_recipe(path: str) -> bool:
 
 
 def cmd_build(args) -> int:
-    from engine.build import build
-    from engine.pipeline import analyze
-    from engine.summary import format_summary, summarize
+    from engine.compiler import analyze
+    from engine.compiler.build import build
+    from engine.views.summary import format_summary, summarize
     start = time.perf_counter()
     shaped = analyze(args.spec, args.overrides)
     model = build(shaped)
@@ -219,16 +219,16 @@ def cmd_build(args) -> int:
 
 
 def cmd_summary(args) -> int:
-    from engine.pipeline import analyze
-    from engine.summary import format_summary, summarize, summary_json
+    from engine.compiler import analyze
+    from engine.views.summary import format_summary, summarize, summary_json
     summary = summarize(analyze(args.spec, args.overrides), args.depth, args.batch)
     print(json.dumps(summary_json(summary), indent=2) if args.json else format_summary(summary))
     return 0
 
 
 def cmd_render(args) -> int:
-    from engine.pipeline import analyze
-    from engine.render import render_to_file
+    from engine.compiler import analyze
+    from engine.views.render import render_to_file
     shaped = analyze(args.spec, args.overrides)
     path = render_to_file(shaped, args.output, args.format, args.depth, args.expand)
     print(f"wrote {path}")
@@ -236,27 +236,27 @@ def cmd_render(args) -> int:
 
 
 def cmd_diff(args) -> int:
-    from engine.diff import diff_json, diff_specs, format_diff
-    from engine.pipeline import analyze
+    from engine.compiler import analyze
+    from engine.views.diff import diff_json, diff_specs, format_diff
     a, b = analyze(args.a, args.overrides_a), analyze(args.b, args.overrides_b)
     result = diff_specs(a, b)
     print(json.dumps(diff_json(result), indent=2) if args.json else format_diff(result))
     if args.render:
-        from engine.render import render_diff_to_file
+        from engine.views.render import render_diff_to_file
         print(f"wrote {render_diff_to_file(result, a, b, args.render)}", file=sys.stderr)
     return 0
 
 
 def cmd_codegen(args) -> int:
-    from engine.codegen import write_codegen
-    from engine.pipeline import analyze
+    from engine.compiler import analyze
+    from engine.views.codegen import write_codegen
     path = write_codegen(analyze(args.spec, args.overrides), args.output)
     print(f"wrote {path}")
     return 0
 
 
 def cmd_export(args) -> int:
-    from engine.export import export_spec
+    from engine.views.export import export_spec
     path = export_spec(args.spec, args.overrides, args.format, args.output)
     print(f"wrote {path}")
     return 0
@@ -265,8 +265,8 @@ def cmd_export(args) -> int:
 def cmd_resolve(args) -> int:
     import yaml
 
-    from engine.dump import resolved_dict
-    from engine.pipeline import analyze
+    from engine.compiler import analyze
+    from engine.compiler.dump import resolved_dict
     data = resolved_dict(analyze(args.spec, args.overrides))
     if args.json:
         print(json.dumps(data, indent=2))
@@ -276,13 +276,13 @@ def cmd_resolve(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from engine import distributed
+    from engine.train import distributed
     if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
         return distributed.launch(args.nproc, _drop_option(sys.argv[1:], "--nproc"))
     from pathlib import Path
 
-    from engine.recipe import load_recipe
-    from engine.runner import Run, new_run_folder
+    from engine.train.recipe import load_recipe
+    from engine.train.runner import Run, new_run_folder
     recipe = load_recipe(args.recipe, args.overrides)
     folder = Path(args.resume) if args.resume else new_run_folder(recipe, args.output)
     run = Run(recipe, folder, args.device)
@@ -295,14 +295,14 @@ def cmd_train(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from engine.runner import open_checkpoint
+    from engine.train.runner import open_checkpoint
     run = open_checkpoint(args.recipe, args.overrides, args.checkpoint, args.device)
     metrics = run.evaluate(args.split)
     print(f"{run.recipe.name} on {args.split} ({len(run.eval_sets.get(args.split, run.train_set))}"
           f" samples): " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
     names = run.recipe.get("eval", {}).get("sample_metrics") or []
     if names:
-        from engine.sampling import evaluate_samples
+        from engine.train.evaluation.sampling import evaluate_samples
         values, notes = evaluate_samples(run, args.split, names, args.seed)
         print(f"{run.recipe.name} samples against {args.split}: "
               + "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
@@ -313,8 +313,8 @@ def cmd_eval(args) -> int:
 
 
 def cmd_sample(args) -> int:
-    from engine.runner import open_checkpoint
-    from engine.sampling import sample_grid
+    from engine.train.evaluation.sampling import sample_grid
+    from engine.train.runner import open_checkpoint
     if args.n < 1:
         print("engine sample: -n must be at least 1", file=sys.stderr)
         return 2
@@ -324,8 +324,8 @@ def cmd_sample(args) -> int:
 
 
 def cmd_infer(args) -> int:
-    from engine.infer import classify_files
-    from engine.runner import open_checkpoint
+    from engine.train.evaluation.infer import classify_files
+    from engine.train.runner import open_checkpoint
     if not args.inputs and not args.file:
         print("engine infer: give inputs (files or sentences) or --file", file=sys.stderr)
         return 2
@@ -366,13 +366,13 @@ def cmd_blocks(args) -> int:
 
 
 def cmd_schema(args) -> int:
-    from engine.schema import spec_schema
+    from engine.compiler.schema import spec_schema
     print(json.dumps(spec_schema(), indent=2))
     return 0
 
 
 def cmd_list(args) -> int:
-    from engine.merge import SPECS_DIR
+    from engine.compiler.merge import SPECS_DIR
     for path in sorted(SPECS_DIR.glob("*.yaml")):
         first = path.read_text(encoding="utf-8").splitlines()[:1]
         note = first[0].lstrip("# ").strip() if first and first[0].startswith("#") else ""

@@ -57,7 +57,7 @@ def _engine_cache(tmp_path_factory):
 @pytest.fixture(scope="session")
 def digits_judge():
     """The bundled digits judge, trained once (about 30 s) for the whole session."""
-    from engine.digit_fd import DigitJudge
+    from engine.train.evaluation.digit_fd import DigitJudge
     return DigitJudge("digits")
 
 

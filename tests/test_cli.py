@@ -10,8 +10,8 @@ import jsonschema
 import pytest
 
 from engine.cli import main
-from engine.merge import SPECS_DIR
-from engine.schema import spec_schema
+from engine.compiler.merge import SPECS_DIR
+from engine.compiler.schema import spec_schema
 
 from .conftest import REPO
 
@@ -68,8 +68,8 @@ def test_schema_is_valid_json_schema_and_accepts_bundled_specs(capsys):
     schema = json.loads(out)
     jsonschema.Draft202012Validator.check_schema(schema)
     assert schema == spec_schema()
-    from engine.load import load_file
-    from engine.merge import load_merged
+    from engine.compiler.load import load_file
+    from engine.compiler.merge import load_merged
     validator = jsonschema.Draft202012Validator(schema)
     for path in SPECS_DIR.glob("*.yaml"):
         doc = json.loads(json.dumps(load_merged(path)))

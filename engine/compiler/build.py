@@ -1,0 +1,181 @@
+"""Stage 5, build: turn the shaped graph into plain PyTorch modules.
+
+Every graph (a network, a spec block instance, a `seq`/`repeat`) becomes an `nn.Module`
+whose `forward` is generated Python source, one line per node, compiled once per distinct
+source and shared by all instances (all sixteen ResNet-50 bottlenecks share two classes).
+The primitive modules are the very meta modules the shape stage made; they are materialised
+with `to_empty` and initialised once, so no default initialisation is wasted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import keyword
+import linecache
+import re
+
+import torch
+from torch import nn
+
+from engine.compiler.init import apply_rule, initialize
+from engine.compiler.ir import Graph, Node, Ref, Shaped
+from engine.compiler.walk import iter_nodes
+
+SAFE_NAME = re.compile(r"[A-Za-z0-9_]+")
+_CLASSES: dict[tuple[str, str], type] = {}
+
+
+class GeneratedModule(nn.Module):
+    """Base of generated graph modules. `forward` is generated; print it with `.code`."""
+
+    code: str = ""
+
+    def __init__(self):
+        super().__init__()
+        self.param_inits: dict[str, object] = {}  # learned tensors on this module -> init rule
+
+    def reset_parameters(self) -> None:
+        with torch.no_grad():
+            for name, rule in self.param_inits.items():
+                apply_rule(getattr(self, name), rule)
+
+
+def build(shaped: Shaped, device: str = "cpu") -> nn.Module:
+    """Materialise the networks of a shaped spec (a ModuleDict for multi-network specs)."""
+    spec = shaped.spec
+    nets = {name: _graph_module(g, shaped, _class_name(name), top=True)
+            for name, g in spec.networks.items()}
+    root = nn.ModuleDict(nets) if spec.multi else next(iter(nets.values()))
+    root.to_empty(device=device)
+    initialize(root, shaped)
+    for name, graph in spec.networks.items():
+        prefix = f"{name}." if spec.multi else ""
+        _apply_spectral_norm(nets[name], graph, prefix)
+        _apply_ties(nets[name], graph, prefix)
+        _apply_freeze(nets[name], graph, prefix)
+    return root
+
+
+def _apply_spectral_norm(net: nn.Module, graph: Graph, prefix: str) -> None:
+    """`spectral_norm: true`: after initialisation, so the power iteration starts from the
+    initialised weight (the state_dict then holds `parametrizations.weight.original`, `_u`, `_v`,
+    as torch's own spectral_norm writes them)."""
+    for node in iter_nodes(graph):
+        if node.spectral_norm and node.shared is None:
+            module = net.get_submodule(node.path[len(prefix):])
+            nn.utils.parametrizations.spectral_norm(module)
+
+
+def _apply_freeze(net: nn.Module, graph: Graph, prefix: str) -> None:
+    for node in iter_nodes(graph):
+        if node.freeze:
+            target = net.get_submodule(node.path[len(prefix):]) if node.kind != "param" else None
+            params = target.parameters() if target is not None else [
+                net.get_parameter(node.path[len(prefix):])]
+            for p in params:
+                p.requires_grad_(False)
+
+
+def _apply_ties(net: nn.Module, graph: Graph, prefix: str) -> None:
+    """Point tied parameters at their target (one tensor, two names in the state_dict)."""
+    for node in iter_nodes(graph):
+        for pname, target in node.tie.items():
+            module = net.get_submodule(node.path[len(prefix):])
+            setattr(module, pname, net.get_parameter(target))
+
+
+def _graph_module(graph: Graph, shaped: Shaped, class_name: str, top: bool = False) -> nn.Module:
+    lines = []
+    children: dict[str, nn.Module] = {}
+    params: dict[str, tuple] = {}
+    for node in graph.nodes:
+        lines.append(_node_line(node, shaped, children, params))
+    source = _forward_source(graph, lines, top, shaped)
+    cls = _class_for(class_name, source)
+    module = cls()
+    for name, child in children.items():
+        module.add_module(name, child)
+    for name, (tensor, rule) in params.items():
+        module.register_parameter(name, tensor)
+        module.param_inits[name] = rule
+    return module
+
+
+def _node_line(node: Node, shaped: Shaped, children: dict, params: dict) -> str:
+    scope = node.path.rpartition(".")[0]
+    out, args = var(node.name), ", ".join(_ref_expr(r, shaped, scope) for r in node.inputs)
+    if node.kind == "pass":
+        return f"{out} = {_ref_expr(node.inputs[0], shaped, scope)}"
+    result = shaped.nodes[node.path]
+    if node.kind == "param":
+        params[node.name] = (result.module.weight, node.init if node.init != {} else "zeros")
+        return f"{out} = self.{node.name}"
+    if node.shared is not None:  # the same module object, called again
+        return f"{out} = {_attr(node.shared.name)}({args})"
+    if node.kind == "graph":
+        children[node.name] = _graph_module(node.body, shaped, _class_name(node.op))
+    else:
+        children[node.name] = result.module
+    return f"{out} = {_attr(node.name)}({args})"
+
+
+def _ref_expr(ref: Ref, shaped: Shaped, scope: str) -> str:
+    """A reference as Python: `name`, or `name[k]` to pick output k of a multi-output node."""
+    source = shaped.nodes.get(f"{scope}.{ref.node}" if scope else ref.node)
+    if source is None or len(source.outputs) == 1:
+        return var(ref.node)  # a graph input, or a single-output module's bare tensor
+    if ref.output is None:
+        return f"{var(ref.node)}[0]"  # a multi-output node used whole means its first output
+    names = source.output_names
+    index = names.index(ref.output) if ref.output in names else int(ref.output)
+    return f"{var(ref.node)}[{index}]"
+
+
+def _forward_source(graph: Graph, lines: list[str], top: bool, shaped: Shaped) -> str:
+    params = ", ".join(["self", *(var(n) for n in graph.inputs)])
+    scope = graph.nodes[0].path.rpartition(".")[0] if graph.nodes else ""
+    outs = {name: _ref_expr(ref, shaped, scope) for name, ref in graph.outputs.items()}
+    body = "\n".join(f"    {line}" for line in [*lines, return_statement(outs, top)])
+    return f"def forward({params}):\n{body}\n"
+
+
+def return_statement(outs: dict[str, str], top: bool) -> str:
+    """One output returns a tensor; several a dict at the top level, a tuple inside blocks."""
+    if len(outs) == 1:
+        return f"return {next(iter(outs.values()))}"
+    if top:
+        return "return {" + ", ".join(f"{k!r}: {v}" for k, v in outs.items()) + "}"
+    return "return (" + ", ".join(outs.values()) + ")"
+
+
+def _class_for(name: str, source: str) -> type:
+    key = (name, source)
+    if key not in _CLASSES:
+        digest = hashlib.sha1(source.encode()).hexdigest()[:10]
+        filename = f"<engine:{name}:{digest}>"
+        # Registered with linecache so tracebacks and debuggers show the generated code.
+        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+        namespace: dict = {}
+        exec(compile(source, filename, "exec"), namespace)  # our own generated code, not YAML
+        _CLASSES[key] = type(name, (GeneratedModule,), {
+            "forward": namespace["forward"], "code": source, "__module__": "engine.generated"})
+    return _CLASSES[key]
+
+
+def var(name: str) -> str:
+    """A Python variable for a node or input name ('0' -> '_0', 'in' -> 'in_')."""
+    if not SAFE_NAME.fullmatch(name):  # names reach generated code: never let anything else in
+        raise ValueError(f"unsafe node name {name!r}")
+    if not name.isidentifier():
+        return f"_{name}"
+    if keyword.iskeyword(name) or name == "self":
+        return f"{name}_"
+    return name
+
+
+def _attr(name: str) -> str:
+    return f"self.{name}" if name.isidentifier() else f"getattr(self, {name!r})"
+
+
+def _class_name(op: str) -> str:
+    return "".join(p[:1].upper() + p[1:] for p in op.replace("-", "_").split("_")) or "Graph"

@@ -1,0 +1,211 @@
+"""Stage 2a, merge: follow `extends:` and `include:`, deep-merge, and apply `--set` overrides.
+
+The result is one document (LocDict) whose every entry still knows its file and line.
+Mappings merge key by key; lists and scalars replace; `!delete` removes an inherited entry
+and `!replace {...}` replaces a mapping instead of merging into it. A spec may only read
+files under its own folder or the bundled `specs/` folder.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import yaml
+
+from engine.compiler.ir import Diagnostic, Loc, LocDict, LocList, SpecError
+from engine.compiler.load import DELETE, load_file
+
+SPECS_DIR = Path(__file__).resolve().parents[2] / "specs"
+RECIPES_DIR = SPECS_DIR.parent / "recipes"
+
+
+def find_spec(name: str) -> Path:
+    """A spec given by path, or by bundled name (`resnet50` -> specs/resnet50.yaml)."""
+    path = Path(name)
+    if path.exists() or path.suffix in (".yaml", ".yml") or "/" in name:
+        return path
+    bundled = SPECS_DIR / f"{name}.yaml"
+    if bundled.exists():
+        return bundled
+    from blocks.registry import suggest
+    known = [p.stem for p in SPECS_DIR.glob("*.yaml")]
+    raise SpecError([Diagnostic(f"no spec file or bundled spec named '{name}'", Loc(name),
+                                hint=suggest(name, known) or "`engine list` shows bundled specs")])
+
+
+def load_merged(path: Path, overrides: dict[str, Any] | None = None,
+                recipe: bool = False) -> LocDict:
+    """Load a spec (or a recipe) with everything it extends and includes, then apply `--set`.
+
+    A spec's single-word overrides name its params; a recipe's name its top-level keys."""
+    roots = (path.resolve().parent, SPECS_DIR, RECIPES_DIR)
+    doc = _load_chain(path, roots, [])
+    apply_overrides(doc, overrides or {}, recipe)
+    return doc
+
+
+def _load_chain(path: Path, roots: tuple[Path, ...], chain: list[Path],
+                via: Loc | None = None) -> LocDict:
+    """Load `path` and what it extends; `via` is the `extends:`/`include:` that asked for it."""
+    resolved = path.resolve()
+    if resolved in chain:
+        loop = " -> ".join(p.name for p in [*chain, resolved])
+        raise SpecError([Diagnostic(f"extends loop: {loop}", via or Loc(str(path)),
+                                    hint="remove one `extends:` so the chain ends")])
+    doc = load_file(path)
+    if not isinstance(doc, LocDict):
+        raise SpecError([Diagnostic("a spec must be a YAML mapping (name:, graph:, ...)",
+                                    getattr(doc, "loc", Loc(str(path), 1, 1)),
+                                    hint="write `name: ...`, `inputs: ...`, `graph: ...` at the top")])
+    for lib in _as_list(doc.get("include", [])):
+        lib_doc = _load_chain(_target(doc, "include", lib, path, roots), roots, [*chain, resolved],
+                              doc.value_loc("include"))
+        doc = _merge_blocks(lib_doc, doc)
+    if "extends" in doc:
+        base = _load_chain(_target(doc, "extends", doc["extends"], path, roots), roots,
+                           [*chain, resolved], doc.key_loc("extends"))
+        doc = deep_merge(base, doc)
+        doc.pop("extends", None)
+    return doc
+
+
+def _target(doc: LocDict, key: str, name: Any, path: Path, roots) -> Path:
+    loc = doc.value_loc(key)
+    if not isinstance(name, str):
+        raise SpecError([Diagnostic(f"`{key}:` must name a spec file", loc,
+                                    hint=f"write `{key}: resnet50.yaml`")])
+    target = Path(os.path.relpath((path.parent / name).resolve()))
+    if not target.exists() and (SPECS_DIR / name).exists():
+        target = SPECS_DIR / name
+    if not any(target.resolve().is_relative_to(root) for root in roots):
+        raise SpecError([Diagnostic(f"`{key}: {name}` reaches outside the spec's folder", loc,
+                                    hint="specs may only use files beside them or bundled specs")])
+    if not target.exists():
+        raise SpecError([Diagnostic(f"`{key}: {name}`: no such file", loc,
+                                    hint=f"looked in {path.parent} and {SPECS_DIR}")])
+    return target
+
+
+def _merge_blocks(lib: LocDict, doc: LocDict) -> LocDict:
+    """An included library contributes its `blocks:`; the including spec's own blocks win."""
+    merged = LocDict(doc, loc=doc.loc)
+    merged.key_locs, merged.value_locs = dict(doc.key_locs), dict(doc.value_locs)
+    merged["blocks"] = deep_merge(lib.get("blocks", LocDict(loc=lib.loc)),
+                                  doc.get("blocks", LocDict(loc=doc.loc)))
+    merged.pop("include", None)
+    return merged
+
+
+def deep_merge(base: Any, over: Any) -> Any:
+    """Merge `over` onto `base`: mappings key by key (base order first), anything else replaced."""
+    if not (isinstance(base, LocDict) and isinstance(over, LocDict)) or over.replace:
+        return over
+    out = LocDict(base, loc=over.loc)
+    out.key_locs = {**base.key_locs, **over.key_locs}
+    out.value_locs = {**base.value_locs, **over.value_locs}
+    for key, value in over.items():
+        if value is DELETE:
+            _delete(out, key, over)
+        else:
+            out[key] = deep_merge(base.get(key), value)
+    return out
+
+
+def _delete(out: LocDict, key: Any, over: LocDict) -> None:
+    if key not in out:
+        from blocks.registry import suggest
+        raise SpecError([Diagnostic(
+            f"`{key}: !delete` but nothing named '{key}' is inherited", over.key_loc(key),
+            str(key), suggest(str(key), [str(k) for k in out]) or
+            f"the base has: {', '.join(map(str, out)) or 'nothing here'}")])
+    del out[key]
+
+
+class Override(NamedTuple):
+    """A `--set` value with the place it was written (the command line)."""
+
+    value: Any
+    loc: Loc
+
+
+def parse_overrides(items: list[str]) -> dict[str, Override]:
+    """`--set k=v` strings -> {key: (value, location)}; values are read as YAML scalars."""
+    out = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        loc = Loc(f"--set {item}")
+        if not sep or not key:
+            raise SpecError([Diagnostic(f"cannot read override '{item}'", loc,
+                                        hint="write --set name=value, e.g. --set num_classes=10")])
+        try:
+            out[key] = Override(_plain(yaml.safe_load(raw)), loc)
+        except yaml.YAMLError as err:
+            raise SpecError([Diagnostic(f"cannot read value of '{item}': {err}", loc)]) from None
+    return out
+
+
+def apply_overrides(doc: LocDict, overrides: dict[str, Any], recipe: bool = False) -> None:
+    """A top-level param by name, or any dotted path into the document."""
+    for key, value in overrides.items():
+        value, loc = value if isinstance(value, Override) else (_plain(value),
+                                                                 Loc(f"{key}={value}"))
+        parts = key.split(".") if recipe else _override_path(doc, key, loc)
+        _set_path(doc, parts, value, loc)
+
+
+def _override_path(doc: LocDict, key: str, loc: Loc) -> list[str]:
+    parts = key.split(".")
+    params = doc.get("params") if isinstance(doc.get("params"), dict) else {}
+    if len(parts) == 1 and key in params:
+        return ["params", key]
+    if len(parts) == 1:
+        from blocks.registry import suggest
+        raise SpecError([Diagnostic(f"the spec has no param '{key}'", loc, hint=suggest(
+            key, params) or f"its params: {', '.join(params) or 'none'}; "
+                            "other keys take a dotted path, e.g. graph.fc.out")])
+    if parts[0] == "dims" and "dims" not in doc:
+        doc["dims"] = LocDict(loc=loc)
+    return parts
+
+
+def _set_path(doc: LocDict, parts: list[str], value: Any, loc: Loc) -> None:
+    target = doc
+    for i, part in enumerate(parts[:-1]):
+        nxt = target.get(part) if isinstance(target, dict) else None
+        if not isinstance(nxt, dict):
+            raise SpecError([_missing_path(doc, target, parts, i, loc)])
+        target = nxt
+    target[parts[-1]] = value
+    if isinstance(target, LocDict):
+        target.key_locs[parts[-1]] = target.value_locs[parts[-1]] = loc
+
+
+def _missing_path(doc: LocDict, target: Any, parts: list[str], i: int, loc: Loc) -> Diagnostic:
+    from blocks.registry import suggest
+    where, part = ".".join(parts[:i + 1]), parts[i]
+    nxt = target.get(part) if isinstance(target, dict) else None
+    if nxt is not None:  # it exists, but is a value, not a mapping: say what it is
+        rest = ".".join(parts[i + 1:])
+        hint = (f"write {where}={{name: {nxt}, set: {{{rest.removeprefix('set.')}: ...}}}}"
+                if where == "spec" and isinstance(nxt, str) else
+                f"set {where} itself: {where}=...")
+        return Diagnostic(f"override path '{'.'.join(parts)}': '{where}' is {nxt!r}, not a "
+                          "mapping", loc, hint=hint)
+    known = list(target) if isinstance(target, dict) else []
+    return Diagnostic(f"override path '{where}' does not exist", loc,
+                      hint=suggest(part, known) or
+                      f"top-level params: {', '.join(doc.get('params', {}))}")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return LocDict({k: _plain(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return LocList([_plain(v) for v in value])
+    return value
+
+
+def _as_list(value: Any) -> list:
+    return list(value) if isinstance(value, list) else [value]

@@ -1,0 +1,286 @@
+"""Stage 4, shapes: infer every tensor shape statically, on the `meta` device.
+
+Each primitive node is constructed on `meta` (no memory, no initialisation cost) with its
+`in_size` filled from the upstream shape, then run on meta tensors; whatever PyTorch says
+about a mismatch is reported against the spec node with both shapes. The meta modules are
+kept: the build stage materialises exactly these, so shapes are never computed twice.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from blocks.registry import BlockInfo, inferred_args, lookup
+from engine.compiler.expr import ExprError, Poisoned, evaluate
+from engine.compiler.ir import (
+    INVALID,
+    Deferred,
+    Diagnostic,
+    Graph,
+    Node,
+    NodeShapes,
+    Ref,
+    Shaped,
+    Spec,
+    TensorInfo,
+)
+from engine.compiler.walk import iter_nodes
+
+DEFAULT_DIMS = {"B": 1}
+
+
+
+def infer_shapes(spec: Spec, dims: dict | None = None) -> tuple[Shaped, list[Diagnostic]]:
+    run = _ShapeRun(spec, {**DEFAULT_DIMS, **(spec.doc.get("dims") or {}), **(dims or {})})
+    shaped = Shaped(spec, run.results, {})
+    for name, graph in spec.networks.items():
+        env_inputs = run.graph_inputs(graph)
+        shaped.inputs[name] = env_inputs
+        if len(env_inputs) == len(graph.inputs):
+            run.graph(graph, {k: ((v,), ("out",)) for k, v in env_inputs.items()})
+            run.check_ties(graph, f"{name}." if spec.multi else "")
+    return shaped, run.errors
+
+
+class _ShapeRun:
+    def __init__(self, spec: Spec, dims: dict):
+        self.spec, self.dims = spec, dims
+        self.results: dict[str, NodeShapes] = {}
+        self.errors: list[Diagnostic] = []
+        self.memo: dict[tuple, tuple[tuple[TensorInfo, ...], int]] = {}  # repeated layers run once
+
+    def error(self, node: Node, message: str, hint: str = "") -> None:
+        self.errors.append(Diagnostic(message, node.loc, node.path, hint))
+
+    def graph_inputs(self, graph: Graph) -> dict[str, TensorInfo]:
+        out = {}
+        for name, dims in graph.inputs.items():
+            dtype = dims.get("dtype", "float32") if isinstance(dims, dict) else "float32"
+            dims = dims.get("shape") if isinstance(dims, dict) else dims
+            if not isinstance(getattr(torch, dtype, None), torch.dtype):
+                self.errors.append(Diagnostic(f"input '{name}' has unknown dtype '{dtype}'",
+                                              graph.input_locs.get(name, graph.loc), "",
+                                              "use float32, long, bool ..."))
+                continue
+            sizes = [self.dims.get(d) if isinstance(d, str) else d for d in dims or []]
+            if any(not isinstance(s, int) or s < 0 for s in sizes) or not dims:
+                unbound = [d for d in dims or [] if isinstance(d, str) and d not in self.dims]
+                hint = (f"give {', '.join(unbound)} a size: dims: {{{unbound[0]}: 32}} or "
+                        f"--set dims.{unbound[0]}=32") if unbound else "use sizes >= 0"
+                self.errors.append(Diagnostic(f"input '{name}' has no concrete shape: {dims}",
+                                              graph.input_locs.get(name, graph.loc), "", hint))
+                continue
+            out[name] = TensorInfo(tuple(sizes), len(sizes) == 4, dtype)
+        return out
+
+    def graph(self, graph: Graph, env: dict) -> tuple[tuple[TensorInfo, ...], tuple[str, ...]] | None:
+        """Infer a graph's nodes in order; env maps names to (infos, output names)."""
+        env = dict(env)
+        for node in graph.nodes:
+            inputs = [self.lookup(env, ref, node) for ref in node.inputs]
+            if any(i is None for i in inputs):
+                continue  # an upstream error was already reported
+            result = self.node(node, inputs)
+            if result is not None:
+                self.results[node.path] = result
+                env[node.name] = (result.outputs, result.output_names)
+        outs = [self.lookup(env, ref, None) for ref in graph.outputs.values()]
+        if any(o is None for o in outs):
+            return None
+        return tuple(outs), tuple(graph.outputs)
+
+    def check_ties(self, graph: Graph, prefix: str) -> None:
+        """`tie: {weight: embed.weight}`: the target exists and has the same shape."""
+        for node in iter_nodes(graph):
+            mine = self.results.get(node.path)
+            for pname, target in node.tie.items():
+                owner, _, tname = str(target).rpartition(".")
+                other = self.results.get(prefix + owner)
+                theirs = getattr(other.module, tname, None) if other and other.module else None
+                own = getattr(mine.module, pname, None) if mine and mine.module else None
+                if not isinstance(theirs, nn.Parameter) or not isinstance(own, nn.Parameter):
+                    self.error(node, f"cannot tie '{pname}' to '{target}': no such parameter",
+                               "write tie: {weight: <node path>.weight}, a path from the network root")
+                elif theirs.shape != own.shape:
+                    self.error(node, f"cannot tie '{pname}' {list(own.shape)} to '{target}' "
+                                     f"{list(theirs.shape)}: shapes differ")
+
+    def lookup(self, env: dict, ref: Ref, node: Node | None) -> TensorInfo | None:
+        if ref.node not in env:
+            return None  # unknown names are reported by validate; failed nodes by their own error
+        infos, names = env[ref.node]
+        if ref.output is None:
+            return infos[0]
+        if ref.output in names:  # by name first: a recursion's applications are named 0, 1, ...
+            return infos[names.index(ref.output)]
+        if ref.output.isdigit() and int(ref.output) < len(infos):
+            return infos[int(ref.output)]
+        if ref.output not in names:
+            if node is not None:
+                self.error(node, f"'{ref.node}' has no output '{ref.output}'",
+                           f"its outputs are: {', '.join(names)}")
+            return None
+        return infos[names.index(ref.output)]
+
+    def node(self, node: Node, inputs: list[TensorInfo]) -> NodeShapes | None:
+        if isinstance(node.when, Deferred):
+            try:
+                node.when = bool(_concrete(node.when, inputs))
+            except Poisoned:
+                node.when = True  # its error is already reported
+            except ExprError as err:
+                self.error(node, f"in `when:`: {err}", err.hint)
+                return None
+            if not node.when:  # switched off by the upstream shape: pass the input through
+                node.kind, node.op, node.body = "pass", "pass", None
+        if node.kind == "pass":
+            return NodeShapes(inputs, (inputs[0],), ("out",)) if inputs else None
+        if node.kind == "graph":
+            return self.subgraph(node, inputs)
+        if node.kind in ("prim", "param"):
+            return self.primitive(node, inputs)
+        return None
+
+    def subgraph(self, node: Node, inputs: list[TensorInfo]) -> NodeShapes | None:
+        body = node.shared.body if node.shared is not None else node.body
+        if len(inputs) != len(body.inputs):
+            self.error(node, f"'{node.op}' takes {len(body.inputs)} input(s) "
+                             f"({', '.join(body.inputs)}), got {len(inputs)}",
+                       "list them in `in:`")
+            return None
+        env = {name: ((info,), ("out",)) for name, info in zip(body.inputs, inputs)}
+        result = self.graph(body, env)
+        if result is None:
+            return None
+        macs = sum(self.results[n.path].macs for n in body.nodes if n.path in self.results)
+        return NodeShapes(inputs, result[0], result[1], macs=macs)
+
+    def primitive(self, node: Node, inputs: list[TensorInfo]) -> NodeShapes | None:
+        info = lookup(node.op)
+        args = self.evaluate_args(node.shared or node, inputs)
+        if info is None or args is None or not self.check_inputs(node, info, inputs):
+            return None
+        module = self.shared_module(node) if node.shared else self.construct(node, info, args,
+                                                                             inputs)
+        if module is None:
+            return None
+        ran = self.run(node, module, inputs, info, args)
+        if ran is None:
+            return None
+        outputs, macs = ran
+        # a block may return fewer outputs than it declares (`recurrent` over a GRU cell has
+        # no `c`): the first ones keep their names
+        names = info.outputs[:len(outputs)] if len(info.outputs) >= len(outputs) else \
+            tuple(str(k) for k in range(len(outputs)))
+        return NodeShapes(inputs, outputs, names, module, args, macs)
+
+    def evaluate_args(self, node: Node, inputs: list[TensorInfo]) -> dict | None:
+        try:
+            args = {k: _concrete(v, inputs) for k, v in node.args.items()}
+        except Poisoned:
+            return None  # built from a value whose error is already reported
+        except ExprError as err:
+            self.error(node, str(err), err.hint)
+            return None
+        return None if any(v is INVALID for v in args.values()) else args
+
+    def check_inputs(self, node: Node, info: BlockInfo, inputs: list[TensorInfo]) -> bool:
+        if info.in_dim is None or not inputs:
+            return True
+        x = inputs[0]
+        # the input has dim `in_dim` besides the batch: [B, D] is enough for in_dim 1 (batchnorm1d)
+        if x.rank < (abs(info.in_dim) if info.in_dim < 0 else info.in_dim) + 1:
+            self.error(node, f"'{node.op}' needs a batched input with a size at dim "
+                             f"{info.in_dim}, got shape {list(x.shape)}",
+                       "reshape or flatten the input first")
+            return False
+        if info.in_dim == -1 and x.channels_first and x.rank > 2:
+            self.error(node, f"'{node.op}' acts on the last dim, but its input {list(x.shape)} "
+                             f"is a channels-first feature map",
+                       "add {op: flatten} before it, or {op: permute, dims: [0, 2, 3, 1]}")
+            return False
+        return True
+
+    def construct(self, node: Node, info: BlockInfo, args: dict,
+                  inputs: list[TensorInfo]) -> nn.Module | None:
+        args = {**args, **inferred_args(info, [i.shape for i in inputs])}
+        try:
+            with torch.device("meta"):
+                return info.cls(**args)
+        except Exception as err:  # a PyTorch constructor refusing these arguments
+            self.error(node, f"cannot construct '{node.op}' with {_fmt_args(args)}: "
+                             f"{_first_line(err)}", "check the argument values")
+            return None
+
+    def shared_module(self, node: Node) -> nn.Module | None:
+        target = self.results.get(node.shared.path)
+        return target.module if target is not None else None  # None: its error is reported
+
+    def run(self, node: Node, module: nn.Module, inputs: list[TensorInfo], info: BlockInfo,
+            args: dict) -> tuple[tuple[TensorInfo, ...], int] | None:
+        """Output shapes and MACs of one node (element-wise blocks need no run: 0 MACs)."""
+        if info.same_shape:
+            return (inputs[0],), 0
+        # the same op, arguments and input shapes give the same output shapes
+        key = (node.op, repr(sorted(args.items())),
+               tuple((i.shape, i.dtype, i.channels_first) for i in inputs))
+        if key not in self.memo:
+            outputs = self.run_meta(node, module, inputs, info)
+            if outputs is None:
+                return None
+            self.memo[key] = outputs
+        return self.memo[key]
+
+    def run_meta(self, node: Node, module: nn.Module, inputs: list[TensorInfo],
+                 info: BlockInfo) -> tuple[tuple[TensorInfo, ...], int] | None:
+        tensors = [torch.empty(i.shape, dtype=getattr(torch, i.dtype), device="meta")
+                   for i in inputs]
+        try:
+            # MACs as torchvision publishes them: PyTorch's FLOP counter counts the
+            # matrix products (conv, linear, matmul, attention), 2 FLOPs per MAC.
+            with FlopCounterMode(display=False) as counter:
+                out = module(*tensors)
+        except Exception as err:  # PyTorch's complaint, re-reported against the spec node
+            self.error(node, _shape_message(node, inputs, err), _shape_hint(node.op))
+            return None
+        outs = out if isinstance(out, tuple) else (out,)
+        layout = info.layout if info.layout is not None else bool(inputs and
+                                                                  inputs[0].channels_first)
+        infos = tuple(TensorInfo(tuple(o.shape), layout and o.dim() == 4,
+                                 str(o.dtype).removeprefix("torch.")) for o in outs)
+        return infos, counter.get_total_flops() // 2
+
+
+def _concrete(value, inputs: list[TensorInfo]):
+    if isinstance(value, Deferred):
+        scope = {**value.scope, "input": inputs[0] if inputs else None}
+        return evaluate(value.source, scope)
+    if isinstance(value, list):
+        return [_concrete(v, inputs) for v in value]
+    return value
+
+
+def _shape_message(node: Node, inputs: list[TensorInfo], err: Exception) -> str:
+    shapes = ", ".join(f"{ref} {list(i.shape)}" for ref, i in zip(node.inputs, inputs))
+    if len(inputs) > 1:  # a merge: the shapes say it all, PyTorch's wording adds nothing
+        return f"shape mismatch in '{node.op}': inputs {shapes}"
+    return f"shape error in '{node.op}' with input {shapes}: {_first_line(err)}"
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
+
+
+def _fmt_args(args: dict) -> str:
+    return "{" + ", ".join(f"{k}: {v}" for k, v in args.items()) + "}"
+
+
+def _shape_hint(op: str) -> str:
+    if op in ("add", "mul"):
+        return "the inputs must have equal (or broadcastable) shapes; is a projection missing?"
+    if op == "concat":
+        return "all dims except the concatenated one must match"
+    return "check this node's arguments against the shape of its input"

@@ -1,0 +1,243 @@
+"""Stage 3, validate: the JSON Schema, then semantic rules over the resolved graph.
+
+Each rule is a small function that yields diagnostics (in the manner of python-jsonschema's
+keyword functions); all of them run, so one pass reports every error in the file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from functools import lru_cache
+
+import jsonschema
+import networkx as nx
+from torch import nn
+
+from blocks.registry import INFERRED, all_blocks, check_type, lookup, suggest, type_name
+from engine.compiler.ir import INVALID, Deferred, Diagnostic, Graph, Loc, LocDict, LocList, Node, Spec, dedupe
+from engine.compiler.schema import dispatching_validator
+from engine.compiler.walk import iter_nodes
+
+POSITIVE = {"out", "k", "heads", "size", "stride", "groups", "dilation"}
+
+
+def validate(spec: Spec) -> list[Diagnostic]:
+    errors: list[Diagnostic] = []
+    user_blocks = set(spec.doc.get("blocks") or {})
+    for graph in spec.networks.values():
+        errors += graph_rules(graph, user_blocks)
+        for node in iter_nodes(graph):
+            if node.body is not None:
+                errors += graph_rules(node.body, user_blocks)
+    errors += list(check_schema(spec.doc))
+    return dedupe(errors)
+
+
+def graph_rules(graph: Graph, user_blocks: set[str]) -> list[Diagnostic]:
+    out = list(check_references(graph)) + list(check_cycles(graph))
+    for node in graph.nodes:
+        for rule in NODE_RULES:
+            out += list(rule(node, user_blocks))
+    return out
+
+
+# ---- graph rules ---------------------------------------------------------------------------
+def check_references(graph: Graph) -> Iterator[Diagnostic]:
+    names = [n.name for n in graph.nodes]
+    known = set(graph.inputs)
+    for node in graph.nodes:
+        for ref in node.inputs:
+            if ref.node in known:
+                continue
+            if ref.node in names:
+                continue  # a later node: reported by check_cycles as a cycle or forward use
+            yield Diagnostic(f"'{node.name}' takes input '{ref.node}', which does not exist",
+                             node.loc, node.path, suggest(ref.node, [*known, *names]) or
+                             f"earlier nodes and inputs: {', '.join(sorted(known)) or 'none'}")
+        known.add(node.name)
+    for out_name, ref in graph.outputs.items():
+        if ref.node not in known:
+            yield Diagnostic(f"output '{out_name}' names '{ref.node}', which does not exist",
+                             graph.loc, graph.name, suggest(ref.node, known))
+
+
+def check_cycles(graph: Graph) -> Iterator[Diagnostic]:
+    g = nx.DiGraph()
+    order = {n.name: i for i, n in enumerate(graph.nodes)}
+    for node in graph.nodes:
+        g.add_node(node.name)
+        g.add_edges_from((r.node, node.name) for r in node.inputs if r.node in order)
+    try:
+        cycle = nx.find_cycle(g)
+    except nx.NetworkXNoCycle:
+        cycle = None
+    if cycle:
+        # blame the node whose `in:` names a node below it: that edge closes the loop
+        src, dst = next((e for e in cycle if order[e[0]] > order[e[1]]), cycle[0])
+        start = [i for i, e in enumerate(cycle) if e[1] == dst][0]
+        ordered = cycle[start + 1:] + cycle[:start + 1]
+        loop = " -> ".join([dst, *(b for _, b in ordered)])
+        node = graph.node(dst)
+        yield Diagnostic(f"cycle: {loop} (through `in: {src}`)", node.loc, node.path,
+                         "a node may only take inputs from nodes above it")
+        return
+    for node in graph.nodes:
+        for ref in node.inputs:
+            if order.get(ref.node, -1) > order[node.name]:
+                yield Diagnostic(f"'{node.name}' uses '{ref.node}', which is defined below it",
+                                 node.loc, node.path, "nodes run in the order written; move it up")
+
+
+# ---- node rules ----------------------------------------------------------------------------
+def check_op(node: Node, user_blocks: set[str]) -> Iterator[Diagnostic]:
+    if node.kind == "prim" and lookup(node.op) is None:
+        hint = suggest(node.op, [*all_blocks(), *user_blocks]) or "`engine blocks` lists the ops"
+        yield Diagnostic(f"unknown op '{node.op}'", node.loc, node.path, hint)
+
+
+def check_args(node: Node, user_blocks: set[str]) -> Iterator[Diagnostic]:
+    info = lookup(node.op) if node.kind in ("prim", "param") else None
+    if info is None or node.shared is not None:
+        return
+    declared = info.args
+    for name, value in node.args.items():
+        loc = node.arg_locs.get(name, node.loc)
+        if value is INVALID or isinstance(value, list) and INVALID in value:
+            continue  # its error is already reported
+        if name in INFERRED:
+            yield Diagnostic(f"'{name}' is inferred from the input shape",
+                             node.arg_key_locs.get(name, loc), node.path,
+                             f"remove {name}:")
+        elif name not in declared:
+            yield Diagnostic(f"unknown argument '{name}' for op '{node.op}'",
+                             node.arg_key_locs.get(name, loc), node.path,
+                             suggest(name, [a for a in declared if a not in INFERRED]) or
+                             f"'{node.op}' takes: {', '.join(a for a in declared if a not in INFERRED)}")
+        elif not isinstance(value, Deferred) and not _deferred_inside(value) and \
+                not check_type(value, declared[name].annotation):
+            yield Diagnostic(f"argument '{name}' of '{node.op}' must be "
+                             f"{type_name(declared[name].annotation)}, got {value!r}", loc,
+                             node.path, f"write {name}: <{type_name(declared[name].annotation)}>")
+        elif name in POSITIVE and _non_positive(value):
+            yield Diagnostic(f"argument '{name}' of '{node.op}' must be positive, got {value!r}",
+                             loc, node.path, "sizes, kernels and strides are >= 1")
+    for name, arg in declared.items():
+        if arg.required and name not in INFERRED and name not in node.args:
+            yield Diagnostic(f"op '{node.op}' needs argument '{name}' "
+                             f"({type_name(arg.annotation)})", node.loc, node.path,
+                             f"add {name}: to the node")
+
+
+def check_input_count(node: Node, user_blocks: set[str]) -> Iterator[Diagnostic]:
+    info = lookup(node.op) if node.kind in ("prim", "param") else None
+    if info is not None and not info.accepts_inputs(len(node.inputs)) and info.inputs != 0:
+        want = info.inputs if isinstance(info.inputs, int) else \
+            f"{info.inputs[0]} or more" if info.inputs[1] < 0 else f"{info.inputs[0]}-{info.inputs[1]}"
+        yield Diagnostic(f"op '{node.op}' takes {want} input(s), got {len(node.inputs)}",
+                         node.loc, node.path, "list its inputs with in: [a, b]")
+
+
+def check_name(node: Node, user_blocks: set[str]) -> Iterator[Diagnostic]:
+    if node.name in _module_attributes():
+        yield Diagnostic(f"node name '{node.name}' clashes with nn.Module.{node.name}",
+                         node.loc, node.path, f"rename it, e.g. {node.name}_")
+
+
+def check_share(node: Node, user_blocks: set[str]) -> Iterator[Diagnostic]:
+    if node.share is not None and not isinstance(node.share, str):
+        yield Diagnostic("`share:` must name an earlier node", node.loc, node.path)
+
+
+# layers whose `weight` spectral normalisation can wrap (torch picks dim 1 for transposed convs)
+_WEIGHTED = (nn.modules.conv._ConvNd, nn.Linear, nn.Embedding)
+
+
+def check_spectral_norm(node: Node, user_blocks: set[str]) -> Iterator[Diagnostic]:
+    if not node.spectral_norm:
+        return
+    info = lookup(node.op) if node.kind == "prim" else None
+    if info is None or not issubclass(info.cls, _WEIGHTED):
+        what = f"op '{node.op}'" if node.kind == "prim" else f"'{node.op}' (a block of layers)"
+        yield Diagnostic(f"`spectral_norm: true` needs a layer with a weight matrix; {what} "
+                         "has none", node.loc, node.path,
+                         "put it on the conv, conv_transpose, linear or embedding nodes inside")
+
+
+NODE_RULES = (check_op, check_args, check_input_count, check_name, check_share,
+              check_spectral_norm)
+
+
+@lru_cache(maxsize=1)
+def _module_attributes() -> frozenset[str]:
+    # `code` and `param_inits` are attributes of every generated graph module (engine.build)
+    return frozenset({*(a for a in dir(nn.Module) if not a.startswith("_")), "code", "param_inits"})
+
+
+def _non_positive(value) -> bool:
+    values = value if isinstance(value, (list, tuple)) else [value]
+    return any(isinstance(v, int) and not isinstance(v, bool) and v < 1 for v in values)
+
+
+def _deferred_inside(value) -> bool:
+    return isinstance(value, list) and any(isinstance(v, Deferred) for v in value)
+
+
+# ---- the JSON Schema -------------------------------------------------------------------------
+@lru_cache(maxsize=1)
+def _validator():
+    return dispatching_validator()
+
+
+def check_schema(doc: LocDict) -> Iterator[Diagnostic]:
+    yield from check_schema_with(_validator(), doc)
+
+
+def check_schema_with(validator, doc: LocDict) -> Iterator[Diagnostic]:
+    """JSON Schema errors of a located document, each at the key or value it concerns."""
+    for err in validator.iter_errors(_plain(doc)):
+        leaf = _best(err)
+        loc, key = _locate(doc, list(leaf.absolute_path))
+        if leaf.validator == "additionalProperties":
+            extra = [k for k in leaf.instance if k not in leaf.schema.get("properties", {})]
+            where = _key_loc(doc, [*leaf.absolute_path], extra[0]) if extra else loc
+            allowed = [k for k in leaf.schema.get("properties", {})]
+            yield Diagnostic(f"unknown key '{extra[0] if extra else '?'}'", where,
+                             ".".join(map(str, leaf.absolute_path)),
+                             suggest(str(extra[0]), allowed) if extra else "")
+        else:
+            path = list(leaf.absolute_path)
+            if isinstance(leaf.instance, dict) and path:  # a node: point at its name
+                loc = _key_loc(doc, path[:-1], path[-1])
+            yield Diagnostic(f"{key or 'spec'}: {leaf.message}", loc, ".".join(map(str, path)))
+
+
+def _best(err: jsonschema.ValidationError) -> jsonschema.ValidationError:
+    return jsonschema.exceptions.best_match([err, *err.context]) if err.context else err
+
+
+def _locate(doc, path: list) -> tuple[Loc, str]:
+    node, loc, key = doc, getattr(doc, "loc", None), ""
+    for part in path:
+        if isinstance(node, LocDict) and part in node:
+            loc, key, node = node.value_loc(part), str(part), node[part]
+        elif isinstance(node, LocList) and isinstance(part, int) and part < len(node):
+            loc, key, node = node.item_loc(part), str(part), node[part]
+        else:
+            break
+    return loc, key
+
+
+def _key_loc(doc, path: list, key) -> Loc:
+    """Where `key` is written inside the mapping at `path` (the key itself, not its value)."""
+    node = doc
+    for part in path:
+        node = node[part] if isinstance(node, (dict, list)) else node
+    return node.key_loc(key) if isinstance(node, LocDict) else _locate(doc, [*path, key])[0]
+
+
+def _plain(value):
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value if isinstance(value, (str, int, float, bool, type(None))) else str(value)

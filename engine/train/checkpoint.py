@@ -1,0 +1,55 @@
+"""Checkpoints: written atomically, read without unpickling arbitrary objects.
+
+A checkpoint holds only tensors, numbers, strings, lists and dicts; it is written to a temporary
+file in the same folder and renamed over the old one, so a run killed at any moment leaves the
+previous checkpoint intact. Loading uses `torch.load(weights_only=True)`, which refuses anything
+but those plain types.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from engine.compiler.ir import Diagnostic, Loc, SpecError
+
+
+def save_checkpoint(state: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError([Diagnostic(f"no checkpoint at {path}", Loc(str(path)),
+                                    hint="give a run folder's checkpoints/last.pt or best.pt")])
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a corrupt file or one holding objects we refuse to unpickle
+        raise SpecError([Diagnostic(f"cannot read checkpoint {path}: {str(err).splitlines()[0]}",
+                                    Loc(str(path)), hint="it may be truncated or not from "
+                                    "`engine train`")]) from None
+
+
+def newest_match(pattern: str | None, loc: Loc, where: str, need: str, hint: str) -> Path:
+    """The newest file matching a glob a recipe option names (`runs/x-*/checkpoints/last.pt`),
+    or a located error saying what `need`s it and how to make one (`hint`)."""
+    matches = sorted(glob.glob(str(pattern)), key=lambda p: Path(p).stat().st_mtime) \
+        if pattern else []
+    if not matches:
+        raise SpecError([Diagnostic(f"{need}; {pattern!r} matches no file", loc, where, hint)])
+    return Path(matches[-1])

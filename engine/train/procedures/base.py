@@ -1,0 +1,129 @@
+"""The base of every training procedure: networks, their optimizers, and how a step updates them.
+
+A procedure owns what is specific to a kind of training (which networks, which losses, how
+many optimizer steps per batch: a GAN steps two); the runner owns what is common (data order,
+seeding, checkpoints, evaluation schedule, logging, distribution). `optimize(loss, name)` does
+the backward pass, gradient clipping, the optimizer and schedule step and the EMA update for
+one named optimizer, so custom steps stay a few lines.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+
+import torch
+from torch import Tensor, nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from engine.train.losses import make_loss
+from engine.train.optim import make_optimizer, make_scheduler
+
+
+class Procedure:
+    """One optimizer over `model` by default; subclasses override `setup` for several.
+
+    `OPTIONS` are the recipe's `procedure: {name: ..., key: value}` settings with their defaults
+    (the recipe validator rejects any other key, and any value outside `CHOICES`);
+    `self.options` holds the merged values.
+    """
+
+    OPTIONS: dict = {}
+    CHOICES: dict[str, tuple] = {}  # option -> its allowed values, where they are a fixed set
+    reports_accuracy = True  # train_step returns "accuracy" (a column of metrics.csv)
+    tracks_best = True  # the lowest validation loss (or best accuracy) is saved as best.pt
+    best_metric: str | None = None  # else best.pt is the highest value of this validation figure
+    DEFAULT_LOSS: dict = {"name": "cross_entropy"}
+    # the optimizer whose steps update the recipe's `ema` copy: a generative pair averages its
+    # generator (the networks it samples from), not the one-optimizer default
+    ema_after = "model"
+
+    def __init__(self, recipe, model: nn.Module, device: torch.device, total_steps: int):
+        self.recipe, self.device = recipe, device
+        self.options = {**self.OPTIONS, **(recipe.get("options") or {})}
+        self.model = model
+        self.loss = make_loss(recipe.get("loss") or self.DEFAULT_LOSS)
+        self.clip = recipe.get("clip_grad")
+        self.amp = bool(recipe.get("amp"))
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.schedulers: dict = {}
+        self.setup(total_steps)
+        ema = recipe.get("ema")
+        # use_buffers: batch-norm statistics follow the average too (else the EMA copy keeps
+        # the running statistics of step 0 and evaluates badly)
+        self.ema = AveragedModel(self.unwrapped, multi_avg_fn=get_ema_multi_avg_fn(ema["decay"]),
+                                 use_buffers=True) if ema else None
+
+    @property
+    def unwrapped(self) -> nn.Module:
+        """The model without a DistributedDataParallel wrapper (for saving and evaluating)."""
+        return getattr(self.model, "module", self.model)
+
+    def setup(self, total_steps: int) -> None:
+        self.add_optimizer("model", self.recipe["optimizer"], self.model, total_steps)
+
+    def add_optimizer(self, name: str, cfg: dict, module: nn.Module, total_steps: int) -> None:
+        self.optimizers[name] = make_optimizer(cfg, module)
+        scheduler = make_scheduler(self.recipe.get("scheduler"), self.optimizers[name], total_steps)
+        if scheduler is not None:
+            self.schedulers[name] = scheduler
+
+    def autocast(self):
+        if not self.amp:
+            return nullcontext()
+        dtype = torch.float16 if self.device.type == "cuda" else torch.bfloat16
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    def optimize(self, loss: Tensor, name: str = "model") -> None:
+        optimizer = self.optimizers[name]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.clip:
+            params = [p for g in optimizer.param_groups for p in g["params"]]
+            torch.nn.utils.clip_grad_norm_(params, self.clip)
+        optimizer.step()
+        if name in self.schedulers:
+            self.schedulers[name].step()
+        if self.ema is not None and name == self.ema_after:
+            self.ema.update_parameters(self.unwrapped)
+
+    def eval_model(self) -> nn.Module:
+        return self.ema.module if self.ema is not None else self.unwrapped
+
+    def train_mode(self) -> None:
+        """Called at the start of every epoch (a procedure with frozen parts keeps them in eval)."""
+        self.model.train()
+
+    def start_training(self) -> None:
+        """Called once before the first step of a fresh (not resumed) run."""
+
+    def lr(self) -> float:
+        return next(iter(self.optimizers.values())).param_groups[0]["lr"]
+
+    def aggregate(self, sums: dict[str, float], count: int) -> dict[str, float]:
+        """A split's figures from eval_step's values summed over it: by default the mean per
+        sample (a language model divides its summed log-likelihood by the tokens instead)."""
+        return {k: v / max(count, 1) for k, v in sums.items()}
+
+    # ---- what subclasses write ------------------------------------------------------------
+    def train_step(self, batch) -> dict[str, float]:
+        raise NotImplementedError
+
+    def eval_step(self, batch, metrics: list) -> dict[str, Tensor]:
+        """Per-sample values of the loss and of each metric, for one batch."""
+        raise NotImplementedError
+
+    # ---- checkpoints ------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {"model": self.unwrapped.state_dict(),
+                "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+                "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
+                "ema": self.ema.state_dict() if self.ema is not None else None}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.unwrapped.load_state_dict(state["model"])
+        for k, o in self.optimizers.items():
+            o.load_state_dict(state["optimizers"][k])
+        for k, s in self.schedulers.items():
+            s.load_state_dict(state["schedulers"][k])
+        if self.ema is not None and state.get("ema") is not None:
+            self.ema.load_state_dict(state["ema"])

@@ -1,0 +1,311 @@
+"""The training runner: `engine train`, `engine eval`, resumption, run folders, DDP.
+
+A run folder holds the fully resolved recipe and spec (with the spec's content hash), a metrics
+CSV (one row per epoch), a loss/metric plot, and checkpoints written atomically. A run killed at
+any moment resumes from its last checkpoint and continues identically: data order and every
+random draw are functions of (seed, epoch, batch), and the checkpoint holds the optimizer,
+schedule, EMA and the partial epoch's running sums.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import yaml
+from torch import nn
+
+from engine.compiler import analyze
+from engine.compiler.dump import resolved_dict
+from engine.compiler.ir import Diagnostic, Loc, SpecError
+from engine.train import distributed
+from engine.train.checkpoint import load_checkpoint, save_checkpoint
+from engine.train.data import build_dataset, data_root
+from engine.train.data.transforms import build_transform
+from engine.train.loader import eval_batches, num_batches, train_batches
+from engine.train.optim import freeze
+from engine.train.progress import Progress
+from engine.train.recipe import Recipe
+from engine.train.registry import PROCEDURES
+
+
+@dataclass
+class Position:
+    """Where a run is: the next batch to train, and the running sums of the current epoch."""
+
+    epoch: int = 0
+    batch: int = 0
+    step: int = 0
+    loss_sum: float = 0.0
+    acc_sum: float = 0.0
+    seen: int = 0
+    rows: int = 0  # metric rows written (a resumed run truncates the CSV back to these)
+    extra_sums: dict = field(default_factory=dict)  # other train_step values (a GAN's d_loss)
+    best: float = -math.inf
+
+
+class Run:
+    """One training run of a recipe, in its folder."""
+
+    def __init__(self, recipe: Recipe, folder: Path, device: str | None = None):
+        self.recipe, self.folder = recipe, folder
+        self.dist = distributed.current()
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        torch.manual_seed(recipe["seed"])
+        self.shaped = recipe.shaped = recipe.shaped or analyze(recipe.spec_path,
+                                                               recipe.spec_overrides)
+        from engine.compiler.build import build
+        model = build(self.shaped, device=str(self.device))
+        freeze(model, recipe["freeze"])
+        self.train_set, self.eval_sets = self.datasets()
+        batch = recipe["data"].get("batch_size", 64)
+        per_epoch = num_batches(len(self.train_set), batch)
+        self.epochs = recipe["epochs"] or math.ceil(recipe["steps"] / per_epoch)
+        self.total_steps = recipe["steps"] or self.epochs * per_epoch
+        model = distributed.wrap(model, self.dist)
+        self.procedure = PROCEDURES.get(recipe["procedure"])(recipe, model, self.device,
+                                                             self.total_steps)
+        self.position = Position()
+
+    def datasets(self):
+        data, seed = self.recipe["data"], self.recipe["seed"]
+        root, args = data.get("root"), dict(data.get("args") or {})
+        transforms = data.get("transforms") or {}
+        train_tf = build_transform(list(transforms.get("train") or []), "data.transforms.train")
+        eval_tf = build_transform(list(transforms.get("eval") or []), "data.transforms.eval")
+        folder = data_root(root)
+        train = build_dataset(data["dataset"], folder, "train", seed, train_tf, args)
+        evals = {s: build_dataset(data["dataset"], folder, s, seed, eval_tf, args)
+                 for s in ("val", "test")}
+        return train, evals
+
+    # ---- the loop ---------------------------------------------------------------------------
+    def train(self) -> dict:
+        if self.dist.is_main:
+            self.write_header()
+        recipe, pos = self.recipe, self.position
+        if pos.step == 0 and pos.batch == 0 and pos.epoch == 0:
+            self.procedure.start_training()
+        every = recipe.get("checkpoint", {}).get("every_steps", 0)
+        while pos.epoch < self.epochs and pos.step < self.total_steps:
+            self.train_epoch(every)
+            if pos.step >= self.total_steps and pos.batch != 0:
+                pos.batch = 0  # a `steps:` run ends inside an epoch: close it here
+            self.end_epoch()
+        return self.finish()
+
+    def train_epoch(self, every_steps: int) -> None:
+        pos, data = self.position, self.recipe["data"]
+        batch_size = data.get("batch_size", 64)
+        total = num_batches(len(self.train_set), batch_size)
+        progress = Progress(total, f"epoch {pos.epoch + 1}/{self.epochs}", pos.batch,
+                            self.dist.is_main)
+        self.procedure.train_mode()
+        batches = train_batches(self.train_set, batch_size, self.recipe["seed"], pos.epoch,
+                                pos.batch, self.dist.rank, self.dist.world, data.get("workers", 0))
+        for index, batch in batches:
+            batch = _to(batch, self.device)
+            values = self.procedure.train_step(batch)
+            n = _batch_size(batch)
+            pos.batch, pos.step = index + 1, pos.step + 1
+            pos.loss_sum += values["loss"] * n
+            pos.acc_sum += values.get("accuracy", 0.0) * n
+            for key, value in values.items():
+                if key not in ("loss", "accuracy"):
+                    pos.extra_sums[key] = pos.extra_sums.get(key, 0.0) + value * n
+            pos.seen += n
+            progress.update(n * self.dist.world, loss=values["loss"], lr=self.procedure.lr())
+            if every_steps and pos.step % every_steps == 0:
+                self.save("last")
+            if pos.step >= self.total_steps:
+                break
+        progress.close()
+        if pos.batch >= total:
+            pos.batch = 0
+
+    def end_epoch(self) -> None:
+        pos, recipe = self.position, self.recipe
+        loss_sum, acc_sum, seen = distributed.all_sum([pos.loss_sum, pos.acc_sum, pos.seen],
+                                                      self.dist)
+        row = {"epoch": pos.epoch + 1, "step": pos.step, "lr": self.procedure.lr(),
+               "train_loss": loss_sum / max(seen, 1)}
+        if self.procedure.reports_accuracy:
+            row["train_accuracy"] = acc_sum / max(seen, 1)
+        extra = distributed.all_sum(list(pos.extra_sums.values()), self.dist)
+        row.update({f"train_{k}": v / max(seen, 1) for k, v in zip(pos.extra_sums, extra)})
+        eval_cfg = recipe.get("eval", {})
+        every = eval_cfg.get("every_epochs", 1)
+        if every and ((pos.epoch + 1) % every == 0 or pos.epoch + 1 == self.epochs):
+            split = eval_cfg.get("split", "val")
+            row.update({f"{split}_{k}": v for k, v in self.evaluate(split).items()})
+        pos.epoch, pos.loss_sum, pos.acc_sum, pos.seen = pos.epoch + 1, 0.0, 0.0, 0
+        pos.extra_sums = {}
+        if self.dist.is_main:
+            self.write_row(row)
+            self.print_row(row)
+        self.track_best(row)
+        if recipe.get("checkpoint", {}).get("every_epochs", 1):
+            self.save("last")
+
+    def evaluate(self, split: str) -> dict[str, float]:
+        dataset = self.eval_sets[split] if split != "train" else self.train_set
+        metrics = self.recipe.get("eval", {}).get("metrics", ["accuracy"])
+        data = self.recipe["data"]
+        size = data.get("eval_batch_size", data.get("batch_size", 64))
+        sums: dict[str, float] = {}
+        count = 0
+        with eval_mode(self.procedure.unwrapped, self.procedure.eval_model()):
+            for batch in eval_batches(dataset, size, data.get("workers", 0)):
+                values = self.procedure.eval_step(_to(batch, self.device), metrics)
+                for k, v in values.items():
+                    sums[k] = sums.get(k, 0.0) + float(v.sum())
+                count += _batch_size(batch)
+        return self.procedure.aggregate(sums, count)
+
+    def track_best(self, row: dict) -> None:
+        if not self.procedure.tracks_best:
+            return  # no validation figure says which epoch is best (a GAN's losses do not)
+        split = self.recipe.get("eval", {}).get("split", "val")
+        metric = getattr(self.procedure, "best_metric", None)  # e.g. super_resolve: psnr_y
+        if metric:
+            score = row.get(f"{split}_{metric}", -math.inf)  # higher is better
+        else:
+            score = row.get(f"{split}_accuracy", -row.get(f"{split}_loss", math.inf))
+        if score > self.position.best:
+            self.position.best = score
+            self.save("best")
+
+    def finish(self) -> dict:
+        distributed.barrier(self.dist)
+        result = {"run": str(self.folder), "epochs": self.position.epoch, "steps": self.position.step}
+        if self.dist.is_main:
+            from engine.train.plot import plot_metrics
+            plot_metrics(self.folder / "metrics.csv", self.folder / "metrics.png")
+        return result
+
+    # ---- files ------------------------------------------------------------------------------
+    def write_header(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        plain = json.loads(json.dumps(self.recipe.doc))
+        (self.folder / "recipe.yaml").write_text(yaml.safe_dump(plain, sort_keys=False))
+        spec_text = yaml.safe_dump(resolved_dict(self.shaped), sort_keys=False)
+        (self.folder / "spec.yaml").write_text(spec_text)
+        (self.folder / "spec.sha256").write_text(hashlib.sha256(spec_text.encode()).hexdigest()
+                                                 + "\n")
+
+    def write_row(self, row: dict) -> None:
+        path = self.folder / "metrics.csv"
+        rows = _read_rows(path)[: self.position.rows]
+        rows.append({k: _fmt(v) for k, v in row.items()})
+        fields = list(dict.fromkeys(f for r in rows for f in r))
+        with path.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(rows)
+        self.position.rows = len(rows)
+
+    def print_row(self, row: dict) -> None:
+        parts = [f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()]
+        print("  ".join(parts), flush=True)
+
+    def save(self, name: str) -> None:
+        position = asdict(self.position)  # with the running sums of all processes
+        position["loss_sum"], position["acc_sum"], position["seen"] = distributed.all_sum(
+            [self.position.loss_sum, self.position.acc_sum, self.position.seen], self.dist)
+        if not self.dist.is_main:
+            return
+        state = {"procedure": self.procedure.state_dict(), "position": position,
+                 "recipe": self.recipe.name}
+        save_checkpoint(state, self.folder / "checkpoints" / f"{name}.pt")
+
+    def resume(self) -> None:
+        state = load_checkpoint(self.folder / "checkpoints" / "last.pt")
+        self.procedure.load_state_dict(state["procedure"])
+        self.position = Position(**state["position"])
+        if not self.dist.is_main:  # the saved sums are totals: count them once
+            self.position.loss_sum = self.position.acc_sum = 0.0
+            self.position.seen = 0
+
+
+def new_run_folder(recipe: Recipe, output: str | None) -> Path:
+    """runs/<name>-<date>-<time>; every DDP process gets the main process's choice."""
+    world = distributed.current()
+    folder = [_new_folder(recipe, output)] if world.is_main else [None]
+    if world.world > 1:
+        torch.distributed.broadcast_object_list(folder)
+    return Path(folder[0])
+
+
+def _new_folder(recipe: Recipe, output: str | None) -> Path:
+    base = Path(output or recipe["output"])
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    folder = base / f"{recipe.name}-{stamp}"
+    n = 1
+    while folder.exists():
+        n += 1
+        folder = base / f"{recipe.name}-{stamp}-{n}"
+    return folder
+
+
+def _read_rows(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _fmt(value) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+def _batch_size(batch) -> int:
+    """Samples in a batch: an (inputs, targets, ...) tuple, or one tensor (a language model's ids)."""
+    return len(batch[0]) if isinstance(batch, (list, tuple)) else len(batch)
+
+
+def _to(batch, device: torch.device):
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_to(b, device) for b in batch)
+    return batch
+
+
+@contextmanager
+def eval_mode(*modules: nn.Module):
+    """The modules in eval mode (batch norm on its running statistics, no dropout) for the
+    block, then back in the modes they had."""
+    modes = [(m, m.training) for m in modules]
+    for m, _ in modes:
+        m.eval()
+    try:
+        yield
+    finally:
+        for m, training in reversed(modes):
+            m.train(training)
+
+
+def open_checkpoint(recipe_name: str, overrides: list[str], checkpoint: str,
+                    device: str | None = None) -> Run:
+    """A run restored from a checkpoint, for `engine eval` and `engine infer`."""
+    from engine.train.recipe import load_recipe
+    recipe = load_recipe(recipe_name, overrides)
+    state = load_checkpoint(checkpoint)
+    run = Run(recipe, Path(checkpoint).resolve().parent.parent, device)
+    try:
+        run.procedure.load_state_dict(state["procedure"])
+    except (RuntimeError, KeyError) as err:  # another spec, other --set values, other optimizers
+        first = str(err).strip().splitlines()[0][:300]
+        raise SpecError([Diagnostic(
+            f"checkpoint {checkpoint} does not fit recipe {recipe.name} as loaded: {first}",
+            Loc(str(checkpoint)), "", "give the same recipe and the same --set overrides the run "
+            "was trained with (they are in its folder: recipe.yaml)")]) from None
+    run.position = Position(**state["position"])
+    return run

@@ -1,0 +1,64 @@
+"""The weight-transfer report: state_dict keys and shapes of A against B's, read from the shape
+stage's meta modules (nothing is allocated)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from engine.compiler.ir import Shaped
+from engine.compiler.walk import iter_nodes
+from engine.views.diff.records import WeightTransfer
+
+if TYPE_CHECKING:
+    from engine.views.diff.match import _Differ
+
+
+def state_entries(shaped: Shaped) -> dict[str, list[int]]:
+    """state_dict key -> shape of the model `build(shaped)` makes, from the meta modules."""
+    out: dict[str, list[int]] = {}
+    for graph in shaped.spec.networks.values():
+        for node in iter_nodes(graph):
+            result = shaped.nodes.get(node.path)
+            if result is None or result.module is None or node.shared is not None:
+                continue
+            if node.kind == "param":
+                out[node.path] = list(result.module.weight.shape)
+                continue
+            for key, tensor in result.module.state_dict(keep_vars=True).items():
+                out[f"{node.path}.{key}"] = list(tensor.shape)
+    return out
+
+
+def _weights(a: Shaped, b: Shaped, d: _Differ) -> WeightTransfer:
+    ea, eb = state_entries(a), state_entries(b)
+    result = WeightTransfer(
+        unchanged=[k for k, s in ea.items() if eb.get(k) == s],
+        changed={k: (s, eb[k]) for k, s in ea.items() if k in eb and eb[k] != s},
+        new={k: s for k, s in eb.items() if k not in ea},
+        dropped={k: s for k, s in ea.items() if k not in eb})
+    for key, shape in ea.items():  # entries whose node was renamed: load under the new key
+        moved = _under(key, d.renames)
+        if moved is not None:
+            target = d.renames[moved] + key[len(moved):]
+            if eb.get(target) == shape:
+                result.renamed[key] = target
+    for kind, entries, groups in (("new", result.new, d.added), ("dropped", result.dropped,
+                                                                    d.removed)):
+        tops = {p: g.label for g in groups for p in g.paths}
+        by_group: dict[str, list[str]] = {}
+        for key in entries:
+            top = _under(key, tops)
+            if top is not None:
+                by_group.setdefault(tops[top], []).append(key)
+        result.groups[kind] = by_group
+    return result
+
+
+def _under(key: str, paths: dict) -> str | None:
+    """The longest path of `paths` that is `key` or a prefix of it at a dot."""
+    parts = key.split(".")
+    for i in range(len(parts), 0, -1):
+        prefix = ".".join(parts[:i])
+        if prefix in paths:
+            return prefix
+    return None

@@ -1,0 +1,156 @@
+"""Per-node summary of a shaped spec: output shapes, parameters, MACs, totals, activation memory.
+
+Computed from the shape stage's meta modules: no weight is allocated. Conventions:
+- parameters: each tensor once, however many nodes share or tie it;
+- MACs: multiply-accumulates of conv, linear, matmul and attention products for one sample at
+  the spec's input shapes (PyTorch's FLOP counter / 2), as torchvision's published GFLOPS;
+  a shared module counts once per application;
+- activation memory: the bytes of every primitive node's output for the given batch size, what a
+  training step keeps for the backward pass if nothing is freed or computed in place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from engine.compiler.ir import Graph, Node, Shaped
+
+
+@dataclass
+class Row:
+    path: str
+    name: str
+    op: str
+    level: int
+    shape: str
+    params: int
+    macs: int
+    repeat: int = 0
+
+
+@dataclass
+class Summary:
+    name: str
+    rows: list[Row]
+    params: int
+    trainable: int
+    macs: int
+    activation_bytes: int
+    batch: int
+    networks: dict[str, dict] = field(default_factory=dict)
+
+
+def node_params(node: Node, shaped: Shaped, seen: set[int] | None = None) -> int:
+    """Parameters owned by a node and its children, each tensor counted once."""
+    return sum(p.numel() for p, _ in _params(node, shaped, set() if seen is None else seen))
+
+
+def _params(node: Node, shaped: Shaped, seen: set[int], frozen: bool = False):
+    """(parameter, frozen) pairs under a node, skipping tensors already seen (shared, tied)."""
+    frozen = frozen or node.freeze
+    result = shaped.nodes.get(node.path)
+    if result is not None and result.module is not None and node.shared is None:
+        for name, p in result.module.named_parameters():
+            if name in node.tie:
+                continue  # a tied parameter is its target's tensor, counted there
+            if id(p) not in seen:
+                seen.add(id(p))
+                yield p, frozen
+    if node.body is not None:
+        for child in node.body.nodes:
+            yield from _params(child, shaped, seen, frozen)
+
+
+def summarize(shaped: Shaped, depth: int = 2, batch: int = 1) -> Summary:
+    spec = shaped.spec
+    rows, seen, nets = [], set(), {}
+    total = trainable = macs = activations = 0
+    for name, graph in spec.networks.items():
+        pairs = [pr for n in graph.nodes for pr in _params(n, shaped, seen)]
+        net_params = sum(p.numel() for p, _ in pairs)
+        net_trainable = sum(p.numel() for p, frozen in pairs if not frozen)
+        net_macs = sum(shaped.nodes[n.path].macs for n in graph.nodes if n.path in shaped.nodes)
+        net_act = batch * _activation_bytes(graph, shaped)
+        nets[name] = {"params": net_params, "trainable": net_trainable, "macs": net_macs,
+                      "activation_bytes": net_act,
+                      "inputs": {k: list(v.shape) for k, v in shaped.inputs[name].items()}}
+        rows += _rows(graph, shaped, depth, 0)
+        total, trainable = total + net_params, trainable + net_trainable
+        macs, activations = macs + net_macs, activations + net_act
+    return Summary(spec.name, rows, total, trainable, macs, activations, batch, nets)
+
+
+def _rows(graph: Graph, shaped: Shaped, depth: int, level: int) -> list[Row]:
+    out = []
+    for node in graph.nodes:
+        result = shaped.nodes.get(node.path)
+        shape = " ".join(str(list(o.shape)) for o in result.outputs) if result else "?"
+        op = f"{node.op} (shares {node.share})" if node.share else node.op
+        out.append(Row(node.path, node.name, op, level, shape, node_params(node, shaped),
+                       result.macs if result else 0, node.repeat))
+        if node.body is not None and level + 1 < depth:
+            out += _rows(node.body, shaped, depth, level + 1)
+    return out
+
+
+def _activation_bytes(graph: Graph, shaped: Shaped) -> int:
+    total = 0
+    for node in graph.nodes:
+        result = shaped.nodes.get(node.path)
+        if result is None or node.kind in ("pass", "param"):
+            continue
+        if node.kind == "graph":
+            total += _activation_bytes(node.shared.body if node.shared else node.body, shaped)
+            continue
+        for out in result.outputs:
+            size = torch.empty((), dtype=getattr(torch, out.dtype)).element_size()
+            total += size * _numel(out.shape) // max(out.shape[0], 1) if out.shape else size
+    return total
+
+
+def _numel(shape: tuple[int, ...]) -> int:
+    n = 1
+    for s in shape:
+        n *= s
+    return n
+
+
+def human(n: float, unit: str = "") -> str:
+    """4089184256 -> '4.09 G'."""
+    for scale, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(n) >= scale:
+            return f"{n / scale:.3g} {suffix}{unit}"
+    return f"{n:g} {unit}".rstrip()
+
+
+def format_summary(summary: Summary) -> str:
+    header = ("node", "op", "output shape", "params", "MACs")
+    table = [header] + [("  " * r.level + (r.name if r.level else r.path),
+                         f"{r.op} x{r.repeat}" if r.repeat else r.op, r.shape,
+                         f"{r.params:,}", human(r.macs) if r.macs else "-") for r in summary.rows]
+    widths = [max(len(row[i]) for row in table) for i in range(5)]
+    lines = []
+    for i, row in enumerate(table):
+        cells = [row[0].ljust(widths[0]), row[1].ljust(widths[1]), row[2].ljust(widths[2]),
+                 row[3].rjust(widths[3]), row[4].rjust(widths[4])]
+        lines.append("  ".join(cells).rstrip())
+        if i == 0:
+            lines.append("-" * (sum(widths) + 8))
+    frozen = summary.params - summary.trainable
+    lines += [
+        "",
+        f"parameters      {summary.params:>16,}  ({summary.trainable:,} trainable, {frozen:,} frozen)",
+        f"MACs            {summary.macs:>16,}  ({human(summary.macs)} per sample)",
+        f"activations     {summary.activation_bytes:>16,}  bytes at batch {summary.batch} "
+        f"({human(summary.activation_bytes, 'B')})",
+    ]
+    return "\n".join(lines)
+
+
+def summary_json(summary: Summary) -> dict:
+    return {"name": summary.name, "params": summary.params, "trainable": summary.trainable,
+            "macs": summary.macs, "activation_bytes": summary.activation_bytes,
+            "batch": summary.batch, "networks": summary.networks,
+            "nodes": [r.__dict__ for r in summary.rows]}
