@@ -205,9 +205,9 @@ def checked(tmp_path_factory):
     jobs = [_numeric_job(n, specs[n], folder) for n in numeric]
     (folder / "copied").mkdir()
     with pytest.MonkeyPatch.context() as mp:  # the fallback: every block copied from blocks/
-        mp.setattr(codegen_layers, "_LAYERS", {})
-        mp.setattr(codegen_layers, "_EQUIVALENTS", {})
-        mp.setattr(codegen_layers._Layers, "_inline", lambda self, node, module, refs: None)
+        mp.setattr(codegen_layers, "LAYERS", {})
+        mp.setattr(codegen_layers, "EQUIVALENTS", {})
+        mp.setattr(codegen_layers, "inline_expression", lambda node, module, refs, helpers: None)
         jobs += [dict(_numeric_job(n, specs[n], folder / "copied"), name=f"copied_{n}")
                  for n in ("shared_tied", "convnext_tiny")]
     jobs += [_meta_job(n, specs[n], folder) for n in BUNDLED if n not in numeric]

@@ -19,6 +19,13 @@ Module and parameter names are the engine's, so an engine-built model's state_di
 the generated one with strict=True and gives the same outputs. Every torch-layer rendering is
 checked against the block's own module (same attributes, parameters and buffers) before use;
 a block that fails the check is copied as source instead.
+
+The steps, one file each (ir.py holds the records passed between them): tree.py finds the graphs
+that become classes; bodies.py writes each one's class body with its literals as holes, using
+layers.py (primitive blocks as torch layers), inits.py (init, spectral norm, freeze statements)
+and sources.py (block classes copied from blocks/); classes.py groups equal bodies into classes
+and makes their parameters; write.py writes a class as text (literals.py: values and names as
+Python); assemble.py puts the file together.
 """
 
 from engine.views.codegen.assemble import codegen_source, write_codegen

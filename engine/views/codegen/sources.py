@@ -1,5 +1,5 @@
 """Copied block sources: a block's class (or its forward over a torch base), with the
-module-level helpers and imports it needs."""
+module-level helpers and imports it needs, collected for the top of the generated file."""
 
 from __future__ import annotations
 
@@ -7,84 +7,114 @@ import ast
 import inspect
 import math
 import sys
-from typing import Any
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 
 from engine.compiler.ir import Node
-from engine.views.codegen.literals import _STANDARD_IMPORTS, _error
+from engine.views.codegen.ir import codegen_error
+from engine.views.codegen.literals import STANDARD_IMPORTS
 
 
-class _Sources:
-    """The _Codegen part that copies block classes and their helpers into the file."""
+@dataclass
+class Helpers:
+    """What a generated file holds besides its generated classes."""
 
-    # -- copied block sources --
-    def _helper(self, cls: type, node: Node, base: type | None = None) -> None:
-        """Add a block's class (or, over a torch base, its forward only) to the file."""
-        name = cls.__name__
-        if self._copied.get(name, cls) is not cls:
-            raise _error(node, f"two different block classes are named {name}",
-                         "rename one of them in blocks/")
-        if name in self.helpers:
-            return
-        self._copied[name] = cls
-        module = sys.modules[cls.__module__]
-        source = inspect.getsource(module)
-        tree = ast.parse(source)
-        lines = source.splitlines()
-        cdef = next((n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == name), None)
-        if cdef is None:
-            raise _error(node, f"cannot find the source of block class {name}")
-        if base is not None:
-            fdef = next(n for n in cdef.body if isinstance(n, ast.FunctionDef)
-                        and n.name == "forward")
-            start = _first_line(fdef)
-            doc = " ".join((inspect.getdoc(cls) or "").split("\n\n")[0].split())
-            text = "\n".join([f"class {name}(nn.{base.__name__}):",
-                              f'    """{doc}"""' if doc else "", "",
-                              *lines[start - 1:fdef.end_lineno]]) + "\n"
-            used = _names(fdef)
-        else:  # from the `class` line: decorators (`@register`) stay behind
-            drop = _engine_only(cdef, tree)
-            skip = {n for d in drop for n in range(_first_line(d), d.end_lineno + 1)}
-            kept = [line for n, line in enumerate(lines[cdef.lineno - 1:cdef.end_lineno],
-                                                  cdef.lineno) if n not in skip]
-            kept = [line for i, line in enumerate(kept)  # no doubled blank lines left behind
-                    if line.strip() or (i + 1 < len(kept) and kept[i + 1].strip())]
-            text = "\n".join(kept) + "\n"
-            used = _names(cdef, skip=[*cdef.decorator_list, *drop])
-        # base classes are needed when the class statement runs: they go before it
-        bases = {n.id for b in cdef.bases for n in ast.walk(b) if isinstance(n, ast.Name)}
-        self._dependencies(bases & used - {name}, tree, lines, module, node)
-        self.helpers[name] = ""  # reserve its place: other dependencies go after it, in use order
-        self._dependencies(used - bases - {name}, tree, lines, module, node)
-        self.helpers[name] = text
+    sources: dict[str, str] = field(default_factory=dict)  # name -> source, in file order
+    imports: set[str] = field(default_factory=set)  # import lines beyond the standard ones
+    classes: dict[str, type] = field(default_factory=dict)  # copied block classes by name
 
-    def _dependencies(self, used: set[str], tree: ast.Module, lines: list[str], module,
-                      node: Node) -> None:
-        """Module-level helpers a copied class uses (`_pair`), and its imports."""
-        for name in sorted(used):
-            if name not in vars(module):
-                continue  # a local name or a builtin
-            if name in _STANDARD_IMPORTS and vars(module)[name] is _standard(name):
-                continue  # imported the usual way at the top of the file
-            defn = next((n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))
-                         and n.name == name), None)
-            if isinstance(defn, ast.ClassDef):
-                self._helper(vars(module)[name], node)
-            elif isinstance(defn, ast.FunctionDef):
-                text = "\n".join(lines[_first_line(defn) - 1:defn.end_lineno]) + "\n"
-                if name in self.helpers:  # ("" while it is being added)
-                    if self.helpers[name] not in ("", text):
-                        raise _error(node, f"two different helper functions are named {name}",
-                                     "rename one of them in blocks/")
-                    continue
-                self.helpers[name] = ""
-                self._dependencies(_names(defn) - {name}, tree, lines, module, node)
-                self.helpers[name] = text
-            else:
-                self.imports.add(_import_line(tree, name, node))
+
+class _Module(NamedTuple):
+    """A block's module, as objects and as source."""
+
+    module: ModuleType
+    tree: ast.Module
+    lines: list[str]
+
+
+def copy_block(helpers: Helpers, cls: type, node: Node, base: type | None = None) -> None:
+    """Add a block's class (or, over a torch base, its forward only) to the file, after what it
+    needs; raises if another class of the same name was copied already."""
+    name = cls.__name__
+    if helpers.classes.get(name, cls) is not cls:
+        raise codegen_error(node, f"two different block classes are named {name}",
+                            "rename one of them in blocks/")
+    if name in helpers.sources:
+        return
+    helpers.classes[name] = cls
+    src = _read(sys.modules[cls.__module__])
+    cdef = next((n for n in src.tree.body if isinstance(n, ast.ClassDef) and n.name == name), None)
+    if cdef is None:
+        raise codegen_error(node, f"cannot find the source of block class {name}")
+    text, used = _forward_only(cls, cdef, src, base) if base is not None else _whole(cdef, src)
+    # base classes are needed when the class statement runs: they go before it
+    bases = {n.id for b in cdef.bases for n in ast.walk(b) if isinstance(n, ast.Name)}
+    _copy_dependencies(helpers, bases & used - {name}, src, node)
+    helpers.sources[name] = ""  # reserve its place: other dependencies go after it, in use order
+    _copy_dependencies(helpers, used - bases - {name}, src, node)
+    helpers.sources[name] = text
+
+
+def _read(module: ModuleType) -> _Module:
+    source = inspect.getsource(module)
+    return _Module(module, ast.parse(source), source.splitlines())
+
+
+def _forward_only(cls: type, cdef: ast.ClassDef, src: _Module, base: type) -> tuple[str, set[str]]:
+    """The torch layer with the block's forward: its text and the names the forward uses."""
+    fdef = next(n for n in cdef.body if isinstance(n, ast.FunctionDef) and n.name == "forward")
+    doc = " ".join((inspect.getdoc(cls) or "").split("\n\n")[0].split())
+    text = "\n".join([f"class {cls.__name__}(nn.{base.__name__}):",
+                      f'    """{doc}"""' if doc else "", "",
+                      *src.lines[_first_line(fdef) - 1:fdef.end_lineno]]) + "\n"
+    return text, _names(fdef)
+
+
+def _whole(cdef: ast.ClassDef, src: _Module) -> tuple[str, set[str]]:
+    """The class from its `class` line (decorators such as `@register` stay behind), without
+    its engine-only methods: its text and the names it uses."""
+    drop = _engine_only(cdef, src.tree)
+    skip = {n for d in drop for n in range(_first_line(d), d.end_lineno + 1)}
+    kept = [line for n, line in enumerate(src.lines[cdef.lineno - 1:cdef.end_lineno], cdef.lineno)
+            if n not in skip]
+    kept = [line for i, line in enumerate(kept)  # no doubled blank lines left behind
+            if line.strip() or (i + 1 < len(kept) and kept[i + 1].strip())]
+    return "\n".join(kept) + "\n", _names(cdef, skip=[*cdef.decorator_list, *drop])
+
+
+def _copy_dependencies(helpers: Helpers, used: set[str], src: _Module, node: Node) -> None:
+    """Module-level helpers a copied class uses (`_pair`), and its imports."""
+    for name in sorted(used):
+        if name not in vars(src.module):
+            continue  # a local name or a builtin
+        if name in STANDARD_IMPORTS and vars(src.module)[name] is _standard(name):
+            continue  # imported the usual way at the top of the file
+        defn = next((n for n in src.tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))
+                     and n.name == name), None)
+        if isinstance(defn, ast.ClassDef):
+            copy_block(helpers, vars(src.module)[name], node)
+        elif isinstance(defn, ast.FunctionDef):
+            _copy_function(helpers, defn, src, node)
+        else:
+            helpers.imports.add(_import_line(src.tree, name, node))
+
+
+def _copy_function(helpers: Helpers, defn: ast.FunctionDef, src: _Module, node: Node) -> None:
+    name = defn.name
+    text = "\n".join(src.lines[_first_line(defn) - 1:defn.end_lineno]) + "\n"
+    if name in helpers.sources:  # ("" while it is being added)
+        if helpers.sources[name] not in ("", text):
+            raise codegen_error(node, f"two different helper functions are named {name}",
+                                "rename one of them in blocks/")
+        return
+    helpers.sources[name] = ""
+    _copy_dependencies(helpers, _names(defn) - {name}, src, node)
+    helpers.sources[name] = text
+
 
 def _standard(name: str) -> Any:
     import collections
@@ -129,15 +159,20 @@ def _import_line(tree: ast.Module, name: str, node: Node) -> str:
         if not isinstance(stmt, (ast.Import, ast.ImportFrom)):
             continue
         for alias in stmt.names:
-            if (alias.asname or alias.name.split(".")[0]) != name:
-                continue
-            origin = stmt.module if isinstance(stmt, ast.ImportFrom) else alias.name
-            root = (origin or "").split(".")[0]
-            relative = isinstance(stmt, ast.ImportFrom) and stmt.level
-            if not relative and (root in ("torch", "torchvision")
-                                 or (root in sys.stdlib_module_names and root != "__future__")):
+            if (alias.asname or alias.name.split(".")[0]) == name and _allowed(stmt, alias):
                 if isinstance(stmt, ast.ImportFrom):
                     return ast.unparse(ast.ImportFrom(module=stmt.module, names=[alias], level=0))
                 return ast.unparse(ast.Import(names=[alias]))
-    raise _error(node, f"block '{node.op}' uses '{name}', which is not from torch, torchvision "
-                       "or the standard library", "a generated file may import only those")
+    raise codegen_error(node, f"block '{node.op}' uses '{name}', which is not from torch, "
+                              "torchvision or the standard library",
+                        "a generated file may import only those")
+
+
+def _allowed(stmt: ast.Import | ast.ImportFrom, alias: ast.alias) -> bool:
+    """An absolute import from torch, torchvision or the standard library."""
+    origin = stmt.module if isinstance(stmt, ast.ImportFrom) else alias.name
+    root = (origin or "").split(".")[0]
+    if isinstance(stmt, ast.ImportFrom) and stmt.level:
+        return False
+    return root in ("torch", "torchvision") or (root in sys.stdlib_module_names
+                                                 and root != "__future__")
