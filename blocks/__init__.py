@@ -3,9 +3,9 @@
 from blocks import (  # noqa: F401  (imported for their @register side effects)
     activation,
     attention,
+    color,
     conv,
-    gan_layers,
-    generative_layers,
+    encoding,
     latent,
     linear,
     merge,
@@ -15,8 +15,8 @@ from blocks import (  # noqa: F401  (imported for their @register side effects)
     recurrent,
     regularize,
     resample,
-    sequence,
-    sr_layers,
+    style,
     tensor_ops,
+    transformer,
 )
 from blocks.registry import REGISTRY, all_blocks, lookup, register  # noqa: F401

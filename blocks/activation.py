@@ -9,7 +9,7 @@ from blocks.registry import register
 _EXAMPLE = {"args": {}, "inputs": [[2, 3, 4]]}
 
 
-@register("relu", same_shape=True, example=_EXAMPLE)
+@register("relu", category="activation", same_shape=True, example=_EXAMPLE)
 class ReLU(nn.ReLU):
     """Rectified linear unit (Nair & Hinton, 2010). [B, *] -> [B, *]."""
 
@@ -20,7 +20,7 @@ class ReLU(nn.ReLU):
         return "ReLU"
 
 
-@register("leaky_relu", same_shape=True, example=_EXAMPLE)
+@register("leaky_relu", category="activation", same_shape=True, example=_EXAMPLE)
 class LeakyReLU(nn.LeakyReLU):
     """Leaky ReLU (Maas et al., 2013) with negative `slope`. [B, *] -> [B, *]."""
 
@@ -31,7 +31,7 @@ class LeakyReLU(nn.LeakyReLU):
         return f"leaky ReLU {self.negative_slope:g}"
 
 
-@register("elu", same_shape=True, example=_EXAMPLE)
+@register("elu", category="activation", same_shape=True, example=_EXAMPLE)
 class ELU(nn.ELU):
     """Exponential linear unit (Clevert et al., 2016): x if x > 0 else alpha * (exp(x) - 1).
 
@@ -45,7 +45,7 @@ class ELU(nn.ELU):
         return "ELU" if self.alpha == 1.0 else f"ELU {self.alpha:g}"
 
 
-@register("gelu", same_shape=True, example=_EXAMPLE)
+@register("gelu", category="activation", same_shape=True, example=_EXAMPLE)
 class GELU(nn.GELU):
     """Gaussian error linear unit (Hendrycks & Gimpel, 2016). [B, *] -> [B, *].
 
@@ -59,7 +59,7 @@ class GELU(nn.GELU):
         return "GELU"
 
 
-@register("silu", same_shape=True, example=_EXAMPLE)
+@register("silu", category="activation", same_shape=True, example=_EXAMPLE)
 class SiLU(nn.SiLU):
     """Sigmoid-weighted linear unit, a.k.a. swish (Elfwing et al., 2017). [B, *] -> [B, *]."""
 
@@ -70,7 +70,7 @@ class SiLU(nn.SiLU):
         return "SiLU"
 
 
-@register("sigmoid", same_shape=True, example=_EXAMPLE)
+@register("sigmoid", category="activation", same_shape=True, example=_EXAMPLE)
 class Sigmoid(nn.Sigmoid):
     """Logistic sigmoid. [B, *] -> [B, *]."""
 
@@ -78,7 +78,7 @@ class Sigmoid(nn.Sigmoid):
         super().__init__()
 
 
-@register("tanh", same_shape=True, example=_EXAMPLE)
+@register("tanh", category="activation", same_shape=True, example=_EXAMPLE)
 class Tanh(nn.Tanh):
     """Hyperbolic tangent. [B, *] -> [B, *]."""
 
@@ -86,7 +86,7 @@ class Tanh(nn.Tanh):
         super().__init__()
 
 
-@register("softmax", same_shape=True, example=_EXAMPLE)
+@register("softmax", category="activation", same_shape=True, example=_EXAMPLE)
 class Softmax(nn.Softmax):
     """Softmax along `dim`. [B, *] -> [B, *]."""
 
@@ -94,7 +94,7 @@ class Softmax(nn.Softmax):
         super().__init__(dim)
 
 
-@register("identity", same_shape=True, example=_EXAMPLE)
+@register("identity", category="activation", same_shape=True, example=_EXAMPLE)
 class Identity(nn.Identity):
     """Passes its input through unchanged. [B, *] -> [B, *]."""
 
@@ -102,7 +102,8 @@ class Identity(nn.Identity):
         super().__init__()
 
 
-@register("prelu", same_shape=True, example={"args": {"channels": 3}, "inputs": [[2, 3, 4]]})
+@register("prelu", category="activation",
+          same_shape=True, example={"args": {"channels": 3}, "inputs": [[2, 3, 4]]})
 class PReLU(nn.PReLU):
     """Parametric ReLU (He et al., 2015): a learned negative slope, one shared (`channels: 1`)
     or one per channel of dim 1 (SRGAN's generator, Ledig et al., 2017). [B, *] -> [B, *]."""

@@ -1,9 +1,6 @@
-"""Latent-variable blocks for autoencoders and diffusion models: vector quantisation, the
-reparameterisation trick, timestep embeddings and one-hot labels."""
+"""Latent-variable blocks: the VQ-VAE codebook and the VAE's reparameterisation trick."""
 
 from __future__ import annotations
-
-import math
 
 import torch
 import torch.nn.functional as F
@@ -12,7 +9,7 @@ from torch import Tensor, nn
 from blocks.registry import register
 
 
-@register("vector_quantizer", in_dim=1, outputs=("quantized", "indices", "loss"),
+@register("vector_quantizer", category="latent", in_dim=1, outputs=("quantized", "indices", "loss"),
           example={"args": {"codes": 16}, "inputs": [[2, 8, 4, 4]]})
 class VectorQuantizer(nn.Module):
     """VQ-VAE codebook (van den Oord et al., 2017): snap each position to its nearest code.
@@ -55,7 +52,7 @@ class VectorQuantizer(nn.Module):
                 f"straight_through={self.straight_through}")
 
 
-@register("reparameterize", inputs=2,
+@register("reparameterize", category="latent", inputs=2,
           example={"args": {}, "inputs": [[2, 4], [2, 4]]})
 class Reparameterize(nn.Module):
     """The reparameterisation trick (Kingma & Welling, 2014): sample z ~ N(mean, exp(logvar)).
@@ -71,53 +68,3 @@ class Reparameterize(nn.Module):
         if not self.training:
             return mean
         return mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
-
-
-@register("time_embedding", layout=False,
-          example={"args": {"dim": 8}, "inputs": [[3]], "dtype": "long"})
-class TimeEmbedding(nn.Module):
-    """Sinusoidal embedding of diffusion timesteps (Vaswani et al., 2017; Ho et al., 2020).
-
-    [B] (long or float t) -> [B, dim]: [sin(t * f_i), cos(t * f_i)] with
-    f_i = 10000^(-i / (dim/2 - 1)), as in DDPM's reference code (zero-padded if dim is odd).
-    No parameters.
-    """
-
-    def __init__(self, dim: int):
-        super().__init__()
-        self.dim = dim
-
-    def label(self) -> str:
-        return f"sinusoidal t, {self.dim}"
-
-    def forward(self, t: Tensor) -> Tensor:
-        half = self.dim // 2
-        scale = math.log(10000) / max(half - 1, 1)
-        freqs = torch.exp(torch.arange(half, dtype=torch.float32, device=t.device) * -scale)
-        args = t.float()[:, None] * freqs[None, :]
-        emb = torch.cat([torch.sin(args), torch.cos(args)], dim=1)
-        return F.pad(emb, (0, 1)) if self.dim % 2 else emb
-
-    def extra_repr(self) -> str:
-        return f"dim={self.dim}"
-
-
-@register("one_hot", layout=False,
-          example={"args": {"classes": 5}, "inputs": [[4]], "dtype": "long"})
-class OneHot(nn.Module):
-    """One-hot encoding of class labels (class conditioning). [B] (long, < classes) -> [B, classes] float."""
-
-    def __init__(self, classes: int):
-        super().__init__()
-        self.classes = classes
-
-    def label(self) -> str:
-        return f"one-hot, {self.classes}"
-
-    def forward(self, labels: Tensor) -> Tensor:
-        # a comparison rather than F.one_hot, which must read the values (no meta-device run)
-        classes = torch.arange(self.classes, device=labels.device)
-        return (labels[..., None] == classes).float()
-
-    def extra_repr(self) -> str:
-        return f"classes={self.classes}"

@@ -1,4 +1,4 @@
-"""Fully connected layers."""
+"""Fully connected layers and embedding tables (a learned vector per integer id)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from torch import nn
 from blocks.registry import register
 
 
-@register("linear", in_dim=-1, layout=False,
+@register("linear", category="linear", in_dim=-1, layout=False,
           example={"args": {"out": 5}, "inputs": [[2, 3, 7]]})
 class Linear(nn.Linear):
     """Affine map of the last dimension (`in_size` features are inferred).
@@ -23,7 +23,7 @@ class Linear(nn.Linear):
         return f"fc, {self.out_features}"
 
 
-@register("embedding", layout=False,
+@register("embedding", category="linear", layout=False,
           example={"args": {"num": 10, "dim": 4}, "inputs": [[2, 5]], "dtype": "long"})
 class Embedding(nn.Embedding):
     """A learned vector per integer id (a lookup table); `pad` marks an id whose vector stays zero.

@@ -8,7 +8,7 @@ from torch import Tensor, nn
 from blocks.registry import register
 
 
-@register("add", inputs=(2, -1),
+@register("add", category="merge", inputs=(2, -1),
           example={"args": {}, "inputs": [[2, 3, 4], [2, 3, 4]]})
 class Add(nn.Module):
     """Element-wise sum of its inputs (a residual connection). [B, *] x N -> [B, *].
@@ -28,7 +28,7 @@ class Add(nn.Module):
         return x
 
 
-@register("mul", inputs=2,
+@register("mul", category="merge", inputs=2,
           example={"args": {}, "inputs": [[4, 1, 1], [2, 4, 3, 3]]})
 class Mul(nn.Module):
     """Element-wise product with broadcasting (layer scale, gating). [*], [B, *] -> [B, *]."""
@@ -43,7 +43,7 @@ class Mul(nn.Module):
         return x * y
 
 
-@register("concat", inputs=(1, -1),
+@register("concat", category="merge", inputs=(1, -1),
           example={"args": {"dim": 1}, "inputs": [[2, 3, 4, 4], [2, 5, 4, 4]]})
 class Concat(nn.Module):
     """Concatenate inputs along `dim` (channels by default). [B, C1, *], [B, C2, *] -> [B, C1+C2, *].
@@ -66,7 +66,7 @@ class Concat(nn.Module):
         return f"dim={self.dim}"
 
 
-@register("stack", inputs=(1, -1),
+@register("stack", category="merge", inputs=(1, -1),
           example={"args": {}, "inputs": [[2, 3, 4, 4], [2, 3, 4, 4]]})
 class Stack(nn.Module):
     """Stack equal-shaped inputs along a new `dim` (a recursion's outputs). [B, *] x N -> [B, N, *]."""
@@ -82,7 +82,7 @@ class Stack(nn.Module):
         return f"dim={self.dim}"
 
 
-@register("weighted_sum", inputs=(1, -1),
+@register("weighted_sum", category="merge", inputs=(1, -1),
           example={"args": {"count": 3}, "inputs": [[2, 3, 4, 4], [2, 3, 4, 4], [2, 3, 4, 4]]})
 class WeightedSum(nn.Module):
     """Sum of its `count` inputs with learned scalar weights: sum_k w_k x_k. [B, *] x N -> [B, *].

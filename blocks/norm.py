@@ -1,14 +1,15 @@
-"""Normalisation layers."""
+"""Normalisation layers: batch, layer, group, instance, conditional batch and pixel norm."""
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from blocks.registry import register
 
 
-@register("batchnorm", same_shape=True, in_dim=1,
+@register("batchnorm", category="norm", same_shape=True, in_dim=1,
           example={"args": {}, "inputs": [[2, 4, 5, 5]]})
 class BatchNorm(nn.BatchNorm2d):
     """Batch normalisation over channels (Ioffe & Szegedy, 2015).
@@ -24,7 +25,7 @@ class BatchNorm(nn.BatchNorm2d):
         return "batch norm"
 
 
-@register("batchnorm1d", same_shape=True, in_dim=1,
+@register("batchnorm1d", category="norm", same_shape=True, in_dim=1,
           example={"args": {}, "inputs": [[3, 4]]})
 class BatchNorm1d(nn.BatchNorm1d):
     """Batch normalisation of features (Ioffe & Szegedy, 2015).
@@ -40,7 +41,7 @@ class BatchNorm1d(nn.BatchNorm1d):
         return "batch norm"
 
 
-@register("layernorm", same_shape=True, in_dim=-1,
+@register("layernorm", category="norm", same_shape=True, in_dim=-1,
           example={"args": {"eps": 1e-6}, "inputs": [[2, 3, 8]]})
 class LayerNorm(nn.LayerNorm):
     """Layer normalisation over the last dimension (Ba et al., 2016).
@@ -55,7 +56,7 @@ class LayerNorm(nn.LayerNorm):
         return "layer norm"
 
 
-@register("layernorm2d", same_shape=True, in_dim=1,
+@register("layernorm2d", category="norm", same_shape=True, in_dim=1,
           example={"args": {"eps": 1e-6}, "inputs": [[2, 4, 3, 3]]})
 class LayerNorm2d(nn.LayerNorm):
     """Channels-first layer normalisation, as in ConvNeXt (Liu et al., 2022).
@@ -73,3 +74,95 @@ class LayerNorm2d(nn.LayerNorm):
         x = x.permute(0, 2, 3, 1)
         x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
         return x.permute(0, 3, 1, 2)
+
+
+@register("group_norm", category="norm", in_dim=1, same_shape=True,
+          example={"args": {"groups": 4}, "inputs": [[2, 8, 3, 3]]})
+class GroupNorm(nn.GroupNorm):
+    """Group normalisation over channel groups (Wu & He, 2018); `groups` must divide C.
+
+    [B, C, H, W] -> [B, C, H, W] (also [B, C, *] -> [B, C, *]).
+    """
+
+    def __init__(self, in_size: int, groups: int = 32, eps: float = 1e-5, affine: bool = True):
+        super().__init__(groups, in_size, eps, affine)
+
+    def label(self) -> str:
+        return f"group norm, {self.num_groups} groups"
+
+
+@register("instance_norm", category="norm", in_dim=1, same_shape=True,
+          example={"args": {"affine": True}, "inputs": [[2, 4, 5, 5]]})
+class InstanceNorm(nn.InstanceNorm2d):
+    """Instance normalisation (Ulyanov et al., 2016): each image's channels normalised alone.
+
+    [B, C, H, W] -> [B, C, H, W]. Statistics always come from the input (no running
+    averages), in training and in eval; `affine: true` adds per-channel `weight` and `bias`.
+    """
+
+    def __init__(self, in_size: int, eps: float = 1e-5, affine: bool = False):
+        super().__init__(in_size, eps, affine=affine, track_running_stats=False)
+
+    def label(self) -> str:
+        return "instance norm"
+
+
+def _float(x: Tensor) -> Tensor:
+    # Blocks that also take class labels may receive every input as integers (a registry
+    # example declares one dtype for all its inputs): compute in floating point.
+    return x if x.is_floating_point() else x.to(torch.get_default_dtype())
+
+
+@register("conditional_batchnorm", category="norm", in_dim=1, inputs=2, same_shape=True,
+          example={"args": {"classes": 5}, "inputs": [[2, 4, 3, 3], [2]], "dtype": "long"})
+class ConditionalBatchNorm(nn.Module):
+    """Conditional batch norm (de Vries et al., 2017), as in SAGAN (Zhang et al., 2019).
+
+    [B, C, H, W] (x), [B] (long labels < classes) -> [B, C, H, W]:
+    gamma[label] * bn(x) + beta[label], with `bn` a non-affine batch norm and per-class
+    (gamma, beta) the two halves of the rows of `embed` [classes, 2C], initialised to (1, 0)
+    so that every class starts as a plain batch norm (Miyato & Koyama, 2018).
+    """
+
+    def __init__(self, in_size: int, classes: int, eps: float = 1e-5, momentum: float = 0.1):
+        super().__init__()
+        self.classes = classes
+        self.bn = nn.BatchNorm2d(in_size, eps, momentum, affine=False)
+        self.embed = nn.Embedding(classes, 2 * in_size)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        # runs after `embed`'s own (normal) reset, which it overrides
+        c = self.bn.num_features
+        with torch.no_grad():
+            self.embed.weight[:, :c].fill_(1.0)
+            self.embed.weight[:, c:].zero_()
+
+    def label(self) -> str:
+        return f"cond. batch norm, {self.classes} classes"
+
+    def forward(self, x: Tensor, label: Tensor) -> Tensor:
+        gamma, beta = self.embed(label).chunk(2, dim=1)
+        return gamma[:, :, None, None] * self.bn(_float(x)) + beta[:, :, None, None]
+
+
+@register("pixel_norm", category="norm", same_shape=True, example={"args": {}, "inputs": [[2, 4, 3, 3]]})
+class PixelNorm(nn.Module):
+    """Pixelwise feature normalisation (Karras et al., 2018): each position's feature vector
+    scaled to unit root mean square over channels.
+
+    [B, C, H, W] -> [B, C, H, W] (or [B, D] -> [B, D]): x / sqrt(mean(x^2 over dim 1) + eps).
+    """
+
+    def __init__(self, eps: float = 1e-8):
+        super().__init__()
+        self.eps = eps
+
+    def label(self) -> str:
+        return "pixel norm"
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * torch.rsqrt(x.pow(2).mean(dim=1, keepdim=True) + self.eps)
+
+    def extra_repr(self) -> str:
+        return f"eps={self.eps}"

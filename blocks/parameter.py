@@ -8,7 +8,7 @@ from torch import Tensor, nn
 from blocks.registry import register
 
 
-@register("parameter", inputs=0, kind="param",
+@register("parameter", category="parameter", inputs=0, kind="param",
           example={"args": {"shape": [1, 1, 8]}, "inputs": []})
 class LearnedTensor(nn.Module):
     """A learned tensor of a fixed `shape`, registered on the enclosing module under the node's name.

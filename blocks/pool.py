@@ -1,8 +1,9 @@
-"""Pooling. Spatial pools keep channels: [B, C, H, W] -> [B, C, H', W']."""
+"""Pooling. Spatial pools keep channels: [B, C, H, W] -> [B, C, H', W']; the global sum pool
+of GAN discriminators drops the positions: [B, C, H, W] -> [B, C]."""
 
 from __future__ import annotations
 
-from torch import nn
+from torch import Tensor, nn
 
 from blocks.registry import register
 
@@ -19,7 +20,7 @@ def _pool_label(kind: str, k, stride) -> str:
     return f"{kh}x{kw} {kind} pool" + (f", /{s}" if s > 1 else "")
 
 
-@register("maxpool", layout=True, example=_EXAMPLE)
+@register("maxpool", category="pool", layout=True, example=_EXAMPLE)
 class MaxPool(nn.MaxPool2d):
     """Max pooling over k x k windows. [B, C, H, W] -> [B, C, H', W'].
 
@@ -34,7 +35,7 @@ class MaxPool(nn.MaxPool2d):
         return _pool_label("max", self.kernel_size, self.stride)
 
 
-@register("avgpool", layout=True, example=_EXAMPLE)
+@register("avgpool", category="pool", layout=True, example=_EXAMPLE)
 class AvgPool(nn.AvgPool2d):
     """Average pooling over k x k windows. [B, C, H, W] -> [B, C, H', W']."""
 
@@ -46,7 +47,7 @@ class AvgPool(nn.AvgPool2d):
         return _pool_label("avg", self.kernel_size, self.stride)
 
 
-@register("adaptive_avgpool", layout=True,
+@register("adaptive_avgpool", category="pool", layout=True,
           example={"args": {"size": 1}, "inputs": [[2, 3, 7, 7]]})
 class AdaptiveAvgPool(nn.AdaptiveAvgPool2d):
     """Average pooling to a fixed output size. [B, C, H, W] -> [B, C, size, size]."""
@@ -59,7 +60,7 @@ class AdaptiveAvgPool(nn.AdaptiveAvgPool2d):
         return "global avg pool" if size in (1, (1, 1)) else f"adaptive avg pool, {size}"
 
 
-@register("adaptive_maxpool", layout=True,
+@register("adaptive_maxpool", category="pool", layout=True,
           example={"args": {"size": [2, 3]}, "inputs": [[2, 3, 7, 7]]})
 class AdaptiveMaxPool(nn.AdaptiveMaxPool2d):
     """Max pooling to a fixed output size. [B, C, H, W] -> [B, C, size, size]."""
@@ -70,3 +71,18 @@ class AdaptiveMaxPool(nn.AdaptiveMaxPool2d):
     def label(self) -> str:
         size = self.output_size
         return "global max pool" if size in (1, (1, 1)) else f"adaptive max pool, {size}"
+
+
+@register("global_sum_pool", category="pool", layout=False, example={"args": {}, "inputs": [[2, 4, 3, 5]]})
+class GlobalSumPool(nn.Module):
+    """Global sum pooling, as the ResNet discriminators of SNGAN and SAGAN (Miyato et al.,
+    2018) end: a sum, not a mean, over positions.
+
+    [B, C, H, W] -> [B, C].
+    """
+
+    def label(self) -> str:
+        return "sum pool"
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.sum(dim=(2, 3))

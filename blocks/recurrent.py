@@ -56,7 +56,7 @@ class _Cell(nn.Module):
         return f"{self.input_size}, {self.hidden_size}, bias={self.bias_ih is not None}"
 
 
-@register("rnn_cell", in_dim=-1, inputs=(1, 2), outputs=("h",),
+@register("rnn_cell", category="recurrent", in_dim=-1, inputs=(1, 2), outputs=("h",),
           example={"args": {"hidden": 6}, "inputs": [[2, 4], [2, 6]]})
 class RNNCell(_Cell):
     """One step of an Elman RNN (tanh), written out; parameters as `nn.RNNCell`'s.
@@ -73,7 +73,7 @@ class RNNCell(_Cell):
         return torch.tanh(gx + gh)
 
 
-@register("lstm_cell", in_dim=-1, inputs=(1, 3), outputs=("h", "c"),
+@register("lstm_cell", category="recurrent", in_dim=-1, inputs=(1, 3), outputs=("h", "c"),
           example={"args": {"hidden": 6}, "inputs": [[2, 4], [2, 6], [2, 6]]})
 class LSTMCell(_Cell):
     """One step of an LSTM (Hochreiter & Schmidhuber, 1997), written out; parameters as
@@ -98,7 +98,7 @@ class LSTMCell(_Cell):
         return h, c
 
 
-@register("gru_cell", in_dim=-1, inputs=(1, 2), outputs=("h",),
+@register("gru_cell", category="recurrent", in_dim=-1, inputs=(1, 2), outputs=("h",),
           example={"args": {"hidden": 6}, "inputs": [[2, 4], [2, 6]]})
 class GRUCell(_Cell):
     """One step of a GRU (Cho et al., 2014), written out; parameters as `nn.GRUCell`'s, gates
@@ -129,7 +129,8 @@ def _cells() -> dict[str, type]:
     return {"rnn": RNNCell, "lstm": LSTMCell, "gru": GRUCell}
 
 
-@register("recurrent", in_dim=-1, inputs=(1, 4), outputs=("out", "h", "c"), layout=False,
+@register("recurrent", category="recurrent",
+          in_dim=-1, inputs=(1, 4), outputs=("out", "h", "c"), layout=False,
           example={"args": {"hidden": 6, "cell": "lstm"}, "inputs": [[2, 5, 4], [2, 5]],
                    "dtypes": ["float32", "bool"]})
 class Recurrent(nn.Module):
@@ -233,7 +234,7 @@ _FUSED_DOC = """
     """
 
 
-@register("lstm", in_dim=-1, inputs=(1, 4), outputs=("out", "h", "c"), layout=False,
+@register("lstm", category="recurrent", in_dim=-1, inputs=(1, 4), outputs=("out", "h", "c"), layout=False,
           example={"args": {"hidden": 6, "layers": 2, "bidirectional": True, "packed": True},
                    "inputs": [[2, 5, 4], [2, 5]], "dtypes": ["float32", "bool"]})
 class LSTM(_Fused, nn.LSTM):
@@ -250,7 +251,7 @@ LSTM.__doc__ = ("Torch's fused multi-layer LSTM, batch first." + _FUSED_DOC.form
     c0=" [, [L*dirs, B, H] (c0)]", c=", c [L*dirs, B, H]", cls="LSTM"))
 
 
-@register("gru", in_dim=-1, inputs=(1, 3), outputs=("out", "h"), layout=False,
+@register("gru", category="recurrent", in_dim=-1, inputs=(1, 3), outputs=("out", "h"), layout=False,
           example={"args": {"hidden": 6, "packed": True},
                    "inputs": [[2, 5, 4], [2, 5], [1, 2, 6]], "dtypes": ["float32", "bool", "float32"]})
 class GRU(_Fused, nn.GRU):
@@ -266,7 +267,7 @@ class GRU(_Fused, nn.GRU):
 GRU.__doc__ = "Torch's fused multi-layer GRU, batch first." + _FUSED_DOC.format(c0="", c="", cls="GRU")
 
 
-@register("rnn", in_dim=-1, inputs=(1, 3), outputs=("out", "h"), layout=False,
+@register("rnn", category="recurrent", in_dim=-1, inputs=(1, 3), outputs=("out", "h"), layout=False,
           example={"args": {"hidden": 6, "layers": 2, "nonlinearity": "relu"}, "inputs": [[2, 5, 4]]})
 class RNN(_Fused, nn.RNN):
     op = "rnn"
@@ -285,7 +286,8 @@ RNN.__doc__ = ("Torch's fused multi-layer Elman RNN (tanh or relu), batch first.
                + _FUSED_DOC.format(c0="", c="", cls="RNN"))
 
 
-@register("last_state", example={"args": {"bidirectional": True}, "inputs": [[4, 2, 6]]})
+@register("last_state", category="recurrent",
+          example={"args": {"bidirectional": True}, "inputs": [[4, 2, 6]]})
 class LastState(nn.Module):
     """The top layer's final state of a fused `rnn`/`lstm`/`gru`: a sequence classifier's
     sentence vector.

@@ -1,9 +1,14 @@
-"""The one registry mapping YAML op names to primitive blocks.
+"""The registries: the one class behind every table of names a spec or recipe may write, its
+did-you-mean, and the registry of primitive blocks.
 
-A block registers itself with `@register("conv", in_dim=1, ...)`. The engine reads the
-constructor's typed keyword arguments (named exactly like the YAML keys) to validate specs and
-generate the JSON Schema; `in_dim` says which dimension of the first input fills the
-conventional `in_size` argument, so specs never write input sizes by hand.
+A block registers itself with `@register("conv", category="conv", in_dim=1, ...)`. The engine
+reads the constructor's typed keyword arguments (named exactly like the YAML keys) to validate
+specs and generate the JSON Schema; `in_dim` says which dimension of the first input fills the
+conventional `in_size` argument, so specs never write input sizes by hand; `category` names the
+block's family (its file in `blocks/`), which the renderer colours and `blocks/README.md` lists.
+
+The training side's registries (procedures, datasets, losses, ...) are instances of the same
+`Registry` class: it lives here because `blocks` is the lowest layer and may import no other.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import functools
 import inspect
 import types
 import typing
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +56,7 @@ class BlockInfo:
 
     name: str
     cls: type
+    category: str  # the block's family and file: conv, norm, attention, ... (colours diagrams)
     in_dim: int | None = None  # dim of input 0 that gives `in_size`; None if not needed
     inputs: int | tuple[int, int] = 1  # exact count or (min, max); max -1 = unbounded
     outputs: tuple[str, ...] = ("out",)
@@ -71,17 +78,61 @@ class BlockInfo:
         return lo <= n and (hi < 0 or n <= hi)
 
 
-REGISTRY: dict[str, BlockInfo] = {}
+class Registry:
+    """Names -> entries of one kind (blocks, procedures, losses, ...). A duplicate name is an
+    error; `hint` answers an unknown name with the close ones."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self.entries: dict[str, Any] = {}
+
+    def register(self, name: str) -> Callable[[Any], Any]:
+        """Decorator: add the decorated object under `name`."""
+
+        def wrap(obj: Any) -> Any:
+            self.add(name, obj)
+            return obj
+
+        return wrap
+
+    def add(self, name: str, entry: Any) -> None:
+        if name in self.entries:
+            raise ValueError(f"{self.kind} '{name}' is registered twice "
+                             f"({_describe(self.entries[name])} and {_describe(entry)})")
+        self.entries[name] = entry
+
+    def get(self, name: str) -> Any:
+        return self.entries[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.entries
+
+    def names(self) -> list[str]:
+        return sorted(self.entries)
+
+    def hint(self, name: str) -> str:
+        return suggest(str(name), self.names()) or f"known {self.kind}s: {', '.join(self.names())}"
 
 
-def register(name: str, **info: Any):
-    """Class decorator: add a block under its YAML name. A duplicate name is an error."""
+def _describe(entry: Any) -> str:
+    # a block's entry is its BlockInfo: name the class it wraps
+    return getattr(getattr(entry, "cls", entry), "__qualname__", repr(entry))
+
+
+def suggest(name: str, candidates: Iterable[str], n: int = 3) -> str:
+    """The one did-you-mean: "did you mean 'conv'?" for up to `n` close candidates, else ""."""
+    close = difflib.get_close_matches(name, list(dict.fromkeys(candidates)), n=n, cutoff=0.6)
+    return f"did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+
+
+REGISTRY = Registry("block")
+
+
+def register(name: str, *, category: str, **info: Any):
+    """Class decorator: add a block under its YAML name, in its family `category`."""
 
     def wrap(cls: type) -> type:
-        if name in REGISTRY:
-            raise ValueError(f"block '{name}' is registered twice "
-                             f"({REGISTRY[name].cls.__qualname__} and {cls.__qualname__})")
-        REGISTRY[name] = BlockInfo(name=name, cls=cls, **info)
+        REGISTRY.add(name, BlockInfo(name=name, cls=cls, category=category, **info))
         return cls
 
     return wrap
@@ -98,17 +149,12 @@ def block_args(cls: type) -> dict[str, Arg]:
 
 def lookup(name: str) -> BlockInfo | None:
     _load_all()
-    return REGISTRY.get(name)
-
-
-def suggest(name: str, candidates) -> str:
-    close = difflib.get_close_matches(name, list(dict.fromkeys(candidates)), n=3, cutoff=0.6)
-    return f"did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    return REGISTRY.get(name) if name in REGISTRY else None
 
 
 def all_blocks() -> dict[str, BlockInfo]:
     _load_all()
-    return dict(sorted(REGISTRY.items()))
+    return dict(sorted(REGISTRY.entries.items()))
 
 
 def _load_all() -> None:

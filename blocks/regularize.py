@@ -8,7 +8,8 @@ from torchvision.ops import stochastic_depth
 from blocks.registry import register
 
 
-@register("dropout", same_shape=True, example={"args": {"p": 0.5}, "inputs": [[2, 3, 4]]})
+@register("dropout", category="regularize",
+          same_shape=True, example={"args": {"p": 0.5}, "inputs": [[2, 3, 4]]})
 class Dropout(nn.Dropout):
     """Dropout (Srivastava et al., 2014): zero elements with probability p. [B, *] -> [B, *]."""
 
@@ -19,7 +20,8 @@ class Dropout(nn.Dropout):
         return f"dropout {self.p:g}"
 
 
-@register("stochastic_depth", same_shape=True, example={"args": {"p": 0.1}, "inputs": [[2, 3, 4, 4]]})
+@register("stochastic_depth", category="regularize",
+          same_shape=True, example={"args": {"p": 0.1}, "inputs": [[2, 3, 4, 4]]})
 class StochasticDepth(nn.Module):
     """Stochastic depth / drop path (Huang et al., 2016): drop whole residual branches.
 

@@ -1,4 +1,5 @@
-"""Resampling without weights: nearest, bilinear and bicubic up- or down-scaling of feature maps."""
+"""Resampling without weights: interpolation (nearest, bilinear, bicubic, area) and the
+sub-pixel rearrangement of channels to space (pixel shuffle)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from torch import Tensor, nn
 from blocks.registry import register
 
 
-@register("upsample", layout=None,
+@register("upsample", category="resample", layout=None,
           example={"args": {"scale": 2}, "inputs": [[2, 3, 4, 5]]})
 class Upsample(nn.Module):
     """Interpolate a feature map by a `scale` factor or to a fixed `size` (give exactly one).
@@ -43,3 +44,28 @@ class Upsample(nn.Module):
     def extra_repr(self) -> str:
         how = f"scale={self.scale}" if self.scale is not None else f"size={self.size}"
         return f"{how}, mode={self.mode!r}"
+
+
+@register("pixel_shuffle", category="resample", layout=True,
+          example={"args": {"scale": 2}, "inputs": [[2, 12, 3, 4]]})
+class PixelShuffle(nn.PixelShuffle):
+    """Sub-pixel convolution's rearrangement (Shi et al., 2016, ESPCN): channels to space.
+
+    [B, C*r^2, H, W] -> [B, C, H*r, W*r] with r = `scale`: output pixel (h*r + i, w*r + j) of
+    channel c is input channel c*r^2 + i*r + j at (h, w), as `nn.PixelShuffle`. No parameters;
+    the conv before it makes the C*r^2 channels.
+    """
+
+    def __init__(self, scale: int):
+        if scale < 1:
+            raise ValueError(f"pixel_shuffle: scale must be a positive integer, got {scale}")
+        super().__init__(scale)
+
+    def label(self) -> str:
+        return f"pixel shuffle x{self.upscale_factor}"
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.shape[-3] % self.upscale_factor ** 2:
+            raise ValueError(f"pixel_shuffle x{self.upscale_factor}: {x.shape[-3]} channels are not "
+                             f"divisible by scale^2 = {self.upscale_factor ** 2}")
+        return super().forward(x)

@@ -1,4 +1,5 @@
-"""Shape manipulation: flatten, reshape, permute, token selection."""
+"""Tensor plumbing without weights: flatten, reshape, permute, token selection, chunks,
+padding masks and constant scaling."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from torch import Tensor, nn
 from blocks.registry import register
 
 
-@register("flatten", layout=False,
+@register("flatten", category="tensor_ops", layout=False,
           example={"args": {}, "inputs": [[2, 3, 4, 4]]})
 class Flatten(nn.Flatten):
     """Flatten dims start..end into one. [B, C, H, W] -> [B, C*H*W] with the defaults."""
@@ -16,7 +17,7 @@ class Flatten(nn.Flatten):
         super().__init__(start, end)
 
 
-@register("reshape", layout=False,
+@register("reshape", category="tensor_ops", layout=False,
           example={"args": {"shape": [-1, 4]}, "inputs": [[2, 3, 8]]})
 class Reshape(nn.Module):
     """Reshape every sample, keeping the batch dim. [B, *] -> [B, *shape] (one -1 allowed)."""
@@ -32,7 +33,7 @@ class Reshape(nn.Module):
         return f"shape={self.shape}"
 
 
-@register("permute", layout=False,
+@register("permute", category="tensor_ops", layout=False,
           example={"args": {"dims": [0, 2, 3, 1]}, "inputs": [[2, 3, 4, 5]]})
 class Permute(nn.Module):
     """Reorder dimensions. [B, C, H, W] -> [B, H, W, C] with `dims: [0, 2, 3, 1]`."""
@@ -51,7 +52,7 @@ class Permute(nn.Module):
         return f"dims={self.dims}"
 
 
-@register("select", layout=False,
+@register("select", category="tensor_ops", layout=False,
           example={"args": {"index": 0}, "inputs": [[2, 5, 8]]})
 class Select(nn.Module):
     """Pick one position along `dim`, e.g. ViT's class token. [B, T, D] -> [B, D]."""
@@ -70,7 +71,7 @@ class Select(nn.Module):
         return f"index={self.index}, dim={self.dim}"
 
 
-@register("chunk", outputs=("0", "1"),
+@register("chunk", category="tensor_ops", outputs=("0", "1"),
           example={"args": {"chunks": 2, "dim": 1}, "inputs": [[2, 6, 3]]})
 class Chunk(nn.Module):
     """Split into `chunks` equal parts along `dim`; pick one with `node.0`, `node.1`, ...
@@ -90,3 +91,49 @@ class Chunk(nn.Module):
 
     def extra_repr(self) -> str:
         return f"chunks={self.chunks}, dim={self.dim}"
+
+
+@register("padding_mask", category="tensor_ops", layout=False,
+          example={"args": {"pad": 0}, "inputs": [[2, 5]], "dtype": "long"})
+class PaddingMask(nn.Module):
+    """Where a batch of token ids is padding.
+
+    [B, T] (long ids) -> [B, T] (bool): True where the id equals `pad`, the convention of
+    every mask input here and of `nn.MultiheadAttention`'s `key_padding_mask`.
+    """
+
+    def __init__(self, pad: int = 0):
+        super().__init__()
+        self.pad = pad
+
+    def label(self) -> str:
+        return f"padding mask (id {self.pad})"
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        return tokens == self.pad
+
+    def extra_repr(self) -> str:
+        return f"pad={self.pad}"
+
+
+@register("scale", category="tensor_ops",
+          same_shape=True, example={"args": {"factor": 0.1}, "inputs": [[2, 4, 3, 3]]})
+class Scale(nn.Module):
+    """A constant factor: x -> factor * x, e.g. EDSR's residual scaling 0.1 (Lim et al., 2017),
+    which keeps the residual branches of a wide network from blowing up early in training.
+
+    [B, *] -> [B, *]. No parameters.
+    """
+
+    def __init__(self, factor: float):
+        super().__init__()
+        self.factor = float(factor)
+
+    def label(self) -> str:
+        return f"x {self.factor:g}"
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.factor
+
+    def extra_repr(self) -> str:
+        return f"factor={self.factor:g}"

@@ -10,11 +10,11 @@ the text is parsed with `ast` and walked here, so nothing else can run.
 from __future__ import annotations
 
 import ast
-import difflib
 import operator
 import re
 from typing import Any
 
+from blocks.registry import suggest
 from engine.compiler.ir import INVALID, TensorInfo
 
 _BINARY = {
@@ -106,9 +106,7 @@ class _Evaluator(ast.NodeVisitor):
         if node.id in ("True", "False", "None"):
             return {"True": True, "False": False, "None": None}[node.id]
         names = [k for k in self.scope if not k.startswith("_")]
-        close = difflib.get_close_matches(node.id, names, n=1)
-        raise ExprError(f"unknown name '{node.id}' in expression",
-                        f"did you mean '{close[0]}'?" if close else
+        raise ExprError(f"unknown name '{node.id}' in expression", suggest(node.id, names, n=1) or
                         f"known names: {', '.join(sorted(names)) or 'none'}")
 
     def visit_BinOp(self, node: ast.BinOp) -> Any:

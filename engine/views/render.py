@@ -15,17 +15,26 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from blocks.registry import lookup
-from engine.compiler.ir import Diagnostic, Graph, Loc, Node, Shaped, SpecError, TensorInfo
+from engine.compiler.ir import Graph, Node, Shaped, TensorInfo, located_error
 from engine.views.summary import human, node_params
 
-# category (the block's module file) -> (fill, border, legend text)
+# a block's category (its family, `category=` at @register) -> (fill, border, legend text):
+# light tints of the Okabe-Ito colours, deeper tints and white fills for the families beyond
+# the first eight hues. The legend lists them in this order.
 PALETTE = {
     "conv": ("#cce3f1", "#0072b2", "convolution"),
     "linear": ("#fbe7c0", "#e69f00", "fully connected / embedding"),
     "norm": ("#c4e9dc", "#009e73", "normalisation"),
     "activation": ("#fbf6c8", "#b8a900", "activation"),
     "pool": ("#dceffb", "#56b4e9", "pooling"),
+    "resample": ("#ffffff", "#56b4e9", "resampling (upsample, pixel shuffle)"),
     "attention": ("#f6d5c2", "#d55e00", "attention"),
+    "transformer": ("#eeb38f", "#d55e00", "transformer layer"),
+    "recurrent": ("#8fc1e0", "#0072b2", "recurrent (RNN, LSTM, GRU)"),
+    "encoding": ("#ffffff", "#e69f00", "position / time / label encoding"),
+    "latent": ("#80cfb9", "#009e73", "latent (codebook, sampling)"),
+    "style": ("#f3cf80", "#e69f00", "style / conditioning"),
+    "color": ("#f7f1a0", "#b8a900", "colour transform"),
     "regularize": ("#f3dce9", "#cc79a7", "dropout / drop path"),
     "tensor_ops": ("#eeeeee", "#8c8c8c", "reshaping"),
     "merge": ("#ffffff", "#444444", "merge (+, ×, concat)"),
@@ -156,13 +165,12 @@ class _Renderer:
             label += ", SN"
         if node.kind == "param":
             label = f"{node.name}: {label}"
-        category = "parameter" if node.kind == "param" else (
-            info.cls.__module__.rsplit(".", 1)[-1] if info else "tensor_ops")
+        category = "parameter" if node.kind == "param" else info.category
         return label, category
 
     def style(self, node: Node, category: str, title: str) -> str:
         result = self.shaped.nodes[node.path]
-        fill, border, _ = PALETTE.get(category, PALETTE["tensor_ops"])
+        fill, border, _ = PALETTE[category]
         font = "#000000"
         if self.status is not None:
             state = self.status.get(node.path, "unchanged")
@@ -260,8 +268,8 @@ def write_dot(dot: str, output: str | Path, fmt: str | None = None) -> Path:
     output = Path(output)
     fmt = fmt or output.suffix.lstrip(".") or "svg"
     if fmt not in ("svg", "png", "pdf", "dot"):
-        raise SpecError([Diagnostic(f"cannot render to '.{fmt}'", Loc(str(output)),
-                                    hint="use --format svg, png, pdf or dot")])
+        raise located_error(f"cannot render to '.{fmt}'", output,
+                            hint="use --format svg, png, pdf or dot")
     if fmt == "dot":
         output.write_text(dot, encoding="utf-8")
         return output
@@ -269,9 +277,9 @@ def write_dot(dot: str, output: str | Path, fmt: str | None = None) -> Path:
     try:
         data = graphviz.Source(dot).pipe(format=fmt)
     except graphviz.ExecutableNotFound:
-        raise SpecError([Diagnostic("Graphviz's `dot` program is not installed", Loc(str(output)),
-                                    hint="apt-get install graphviz (or brew install graphviz), "
-                                         "or write DOT with --format dot")]) from None
+        raise located_error("Graphviz's `dot` program is not installed", output,
+                            hint="apt-get install graphviz (or brew install graphviz), "
+                                 "or write DOT with --format dot") from None
     output.write_bytes(data)
     return output
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import os
 import re
 import shutil
@@ -10,8 +11,9 @@ import struct
 import pytest
 
 import engine
+from blocks.registry import all_blocks, lookup
 from engine.compiler.merge import SPECS_DIR
-from engine.views.render import render_dot, write_dot
+from engine.views.render import PALETTE, render_dot, write_dot
 from tests.conftest import REPO
 
 GOLDEN = REPO / "tests" / "golden"
@@ -56,6 +58,47 @@ def test_legend_lists_only_the_colours_used():
     dot = render_dot(engine.analyze("resnet50"))
     assert "convolution" in dot and "attention" not in dot
     assert "attention" in render_dot(engine.analyze("vit_b16"), expand=["encoder.layers.encoder_layer_0"])
+
+
+def _legend(dot: str) -> dict[str, tuple[str, str]]:
+    """The legend's rows: text -> (fill, border)."""
+    rows = re.findall(r'<TD BGCOLOR="(#[0-9a-f]+)" COLOR="(#[0-9a-f]+)"[^>]*></TD>'
+                      r'<TD ALIGN="LEFT">([^<]*)</TD>', dot)
+    return {html.unescape(text): (fill, border) for fill, border, text in rows}
+
+
+def _box_colours(dot: str, node: str) -> tuple[str, str]:
+    fill, border = re.search(rf'^\s+"n_{node}" \[.*?fillcolor="(#[0-9a-f]+)", '
+                             r'color="(#[0-9a-f]+)"', dot, flags=re.M).groups()
+    return fill, border
+
+
+def test_every_block_family_has_a_colour():
+    assert {info.category for info in all_blocks().values()} <= set(PALETTE)
+
+
+def test_boxes_take_their_family_colour_and_the_legend_lists_it(spec_file):
+    shaped = engine.analyze(spec_file("""
+        name: families
+        inputs: {x: [B, 4, 8, 8], w: [B, 6], tokens: [B, 5, 3]}
+        graph:
+          norm: {op: group_norm, groups: 2, in: x}
+          up: {op: conv_transpose, out: 4, k: 4, stride: 2, pad: 1}
+          style: {op: adain, in: [up, w], style: 6}
+          attend: {op: self_attention2d, heads: 2}
+          resize: {op: upsample, scale: 2}
+          rnn: {op: lstm, hidden: 4, in: tokens}
+        outputs: {image: resize, states: rnn.out}
+    """))
+    dot = render_dot(shaped)
+    legend = _legend(dot)
+    for node, op in [("norm", "group_norm"), ("up", "conv_transpose"), ("style", "adain"),
+                     ("attend", "self_attention2d"), ("resize", "upsample"), ("rnn", "lstm")]:
+        fill, border, text = PALETTE[lookup(op).category]
+        assert _box_colours(dot, node) == (fill, border), op
+        assert legend[text] == (fill, border), op
+    assert set(legend) == {"normalisation", "convolution", "style / conditioning", "attention",
+                           "resampling (upsample, pixel shuffle)", "recurrent (RNN, LSTM, GRU)"}
 
 
 def test_shared_weights_and_several_networks_are_visible(spec_file):

@@ -130,6 +130,14 @@ def _first_line(defn: ast.AST) -> int:
     return min([defn.lineno, *(d.lineno for d in getattr(defn, "decorator_list", []))])
 
 
+# torch conventions, not engine internals: `reset_parameters` re-initialises a module built on the
+# meta device (PyTorch's own layers have one), so a copied block keeps it even where no method of
+# its file calls it; `label` (the diagram's box text) is the engine's and always goes. Decided by
+# name, not by what else the block's file holds, so moving a block never changes the output.
+KEEP_METHODS = ("forward", "reset_parameters")
+ENGINE_METHODS = ("label",)
+
+
 def _engine_only(cdef: ast.ClassDef, tree: ast.Module) -> list[ast.FunctionDef]:
     """Methods of a block class that only the engine calls (`label` for diagrams): not
     nn.Module's, not dunders, and not used by any method of the module (a base class's
@@ -138,7 +146,10 @@ def _engine_only(cdef: ast.ClassDef, tree: ast.Module) -> list[ast.FunctionDef]:
     everywhere = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)]
     out = []
     for m in methods:
-        if m.name.startswith("__") or hasattr(nn.Module, m.name) or m.name == "forward":
+        if m.name in ENGINE_METHODS:
+            out.append(m)
+            continue
+        if m.name.startswith("__") or hasattr(nn.Module, m.name) or m.name in KEEP_METHODS:
             continue
         used = any(isinstance(n, (ast.Attribute, ast.Name)) and
                    getattr(n, "attr", getattr(n, "id", None)) == m.name

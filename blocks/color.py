@@ -1,5 +1,5 @@
-"""Layers of super-resolution networks: ESPCN's sub-pixel rearrangement, EDSR's residual scaling
-and mean shift, and the BT.601 luminance that SR papers train and evaluate on."""
+"""Fixed colour maps of RGB images: EDSR's mean shift and the BT.601 luminance that
+super-resolution papers train and evaluate on."""
 
 from __future__ import annotations
 
@@ -16,54 +16,7 @@ _Y_WEIGHTS = (65.481 / 255, 128.553 / 255, 24.966 / 255)
 _Y_OFFSET = 16 / 255
 
 
-@register("pixel_shuffle", layout=True,
-          example={"args": {"scale": 2}, "inputs": [[2, 12, 3, 4]]})
-class PixelShuffle(nn.PixelShuffle):
-    """Sub-pixel convolution's rearrangement (Shi et al., 2016, ESPCN): channels to space.
-
-    [B, C*r^2, H, W] -> [B, C, H*r, W*r] with r = `scale`: output pixel (h*r + i, w*r + j) of
-    channel c is input channel c*r^2 + i*r + j at (h, w), as `nn.PixelShuffle`. No parameters;
-    the conv before it makes the C*r^2 channels.
-    """
-
-    def __init__(self, scale: int):
-        if scale < 1:
-            raise ValueError(f"pixel_shuffle: scale must be a positive integer, got {scale}")
-        super().__init__(scale)
-
-    def label(self) -> str:
-        return f"pixel shuffle x{self.upscale_factor}"
-
-    def forward(self, x: Tensor) -> Tensor:
-        if x.shape[-3] % self.upscale_factor ** 2:
-            raise ValueError(f"pixel_shuffle x{self.upscale_factor}: {x.shape[-3]} channels are not "
-                             f"divisible by scale^2 = {self.upscale_factor ** 2}")
-        return super().forward(x)
-
-
-@register("scale", same_shape=True, example={"args": {"factor": 0.1}, "inputs": [[2, 4, 3, 3]]})
-class Scale(nn.Module):
-    """A constant factor: x -> factor * x, e.g. EDSR's residual scaling 0.1 (Lim et al., 2017),
-    which keeps the residual branches of a wide network from blowing up early in training.
-
-    [B, *] -> [B, *]. No parameters.
-    """
-
-    def __init__(self, factor: float):
-        super().__init__()
-        self.factor = float(factor)
-
-    def label(self) -> str:
-        return f"x {self.factor:g}"
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x * self.factor
-
-    def extra_repr(self) -> str:
-        return f"factor={self.factor:g}"
-
-
-@register("mean_shift", in_dim=1, same_shape=True,
+@register("mean_shift", category="color", in_dim=1, same_shape=True,
           example={"args": {"sign": -1}, "inputs": [[2, 3, 4, 4]]})
 class MeanShift(nn.Conv2d):
     """EDSR's mean shift (Lim et al., 2017): a frozen 1x1 conv that subtracts (`sign: -1`) or
@@ -110,7 +63,7 @@ class MeanShift(nn.Conv2d):
         return f"mean={mean}, std={std}, sign={sign}, range={rng:g}"
 
 
-@register("luminance", layout=True, example={"args": {}, "inputs": [[2, 3, 4, 5]]})
+@register("luminance", category="color", layout=True, example={"args": {}, "inputs": [[2, 3, 4, 5]]})
 class Luminance(nn.Module):
     """The luma Y of ITU-R BT.601 (MATLAB's rgb2ycbcr), the channel SR papers (SRCNN, VDSR)
     train on and report PSNR / SSIM on.
