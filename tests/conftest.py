@@ -57,8 +57,8 @@ def _engine_cache(tmp_path_factory):
 @pytest.fixture(scope="session")
 def digits_judge():
     """The bundled digits judge, trained once (about 30 s) for the whole session."""
-    from engine.train.evaluation.digit_fd import DigitJudge
-    return DigitJudge("digits")
+    from engine.train.runner import digit_judge
+    return digit_judge("digits")
 
 
 @pytest.fixture(scope="module")

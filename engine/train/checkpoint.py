@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from engine.compiler.ir import Diagnostic, Loc, SpecError
+from engine.compiler.ir import Loc, located_error
 
 
 def save_checkpoint(state: dict, path: Path) -> None:
@@ -35,14 +35,21 @@ def save_checkpoint(state: dict, path: Path) -> None:
 def load_checkpoint(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
-        raise SpecError([Diagnostic(f"no checkpoint at {path}", Loc(str(path)),
-                                    hint="give a run folder's checkpoints/last.pt or best.pt")])
+        raise located_error(f"no checkpoint at {path}", path,
+                            hint="give a run folder's checkpoints/last.pt or best.pt")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # a corrupt file or one holding objects we refuse to unpickle
-        raise SpecError([Diagnostic(f"cannot read checkpoint {path}: {str(err).splitlines()[0]}",
-                                    Loc(str(path)), hint="it may be truncated or not from "
-                                    "`engine train`")]) from None
+        raise located_error(f"cannot read checkpoint {path}: {str(err).splitlines()[0]}",
+                            path, hint="it may be truncated or not from `engine train`") from None
+
+
+def trained_weights(state: dict) -> dict[str, torch.Tensor]:
+    """A checkpoint's procedure state -> the weights the run evaluated: its EMA copy where it kept
+    one (AveragedModel's `module.` prefix and step count dropped), else the trained weights."""
+    if not state.get("ema"):
+        return state["model"]
+    return {k.removeprefix("module."): v for k, v in state["ema"].items() if k != "n_averaged"}
 
 
 def newest_match(pattern: str | None, loc: Loc, where: str, need: str, hint: str) -> Path:
@@ -51,5 +58,5 @@ def newest_match(pattern: str | None, loc: Loc, where: str, need: str, hint: str
     matches = sorted(glob.glob(str(pattern)), key=lambda p: Path(p).stat().st_mtime) \
         if pattern else []
     if not matches:
-        raise SpecError([Diagnostic(f"{need}; {pattern!r} matches no file", loc, where, hint)])
+        raise located_error(f"{need}; {pattern!r} matches no file", loc, where, hint)
     return Path(matches[-1])

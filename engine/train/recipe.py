@@ -6,7 +6,6 @@ line and key, with a did-you-mean for unknown procedures, datasets, optimizers a
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -15,20 +14,13 @@ from typing import Any
 
 import jsonschema
 
+from blocks.registry import suggest
 from engine.compiler.ir import Diagnostic, Loc, LocDict, SpecError, dedupe
 from engine.compiler.merge import RECIPES_DIR, find_spec, load_merged, parse_overrides
-from engine.train.registry import (
-    DATASETS,
-    LOSSES,
-    METRICS,
-    OPTIMIZERS,
-    PROCEDURES,
-    SCHEDULERS,
-    load_all,
-)
+from engine.train import load_all
+from engine.train.registry import DATASETS, LOSSES, METRICS, OPTIMIZERS, PROCEDURES, SCHEDULERS
 
-# Judged on generated samples by `engine eval` (engine/train/evaluation/digit_fd.py), not per batch
-# in training.
+# Judged on generated samples by `engine eval` (engine/train/judges.py), not per batch in training.
 SAMPLE_METRICS = ("digit_fd", "label_accuracy", "code_agreement", "class_kept", "fcn_dice", "bleu",
                   "unigram_perplexity")
 _NAMED = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
@@ -177,8 +169,7 @@ def check_procedure(doc: LocDict) -> Iterator[Diagnostic]:
         if key == "name":
             continue
         if key not in procedure.OPTIONS:
-            close = difflib.get_close_matches(key, list(procedure.OPTIONS), n=1)
-            hint = f"did you mean '{close[0]}'?" if close else \
+            hint = suggest(key, procedure.OPTIONS, n=1) or \
                 f"procedure '{name}' takes: {', '.join(procedure.OPTIONS) or 'no options'}"
             yield Diagnostic(f"unknown option '{key}' of procedure '{name}'", value.key_loc(key),
                              f"procedure.{key}", hint)

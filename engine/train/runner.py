@@ -24,11 +24,12 @@ from torch import nn
 
 from engine.compiler import analyze
 from engine.compiler.dump import resolved_dict
-from engine.compiler.ir import Diagnostic, Loc, SpecError
-from engine.train import distributed
+from engine.compiler.ir import located_error
+from engine.train import distributed, judges
 from engine.train.checkpoint import load_checkpoint, save_checkpoint
 from engine.train.data import build_dataset, data_root
 from engine.train.data.transforms import build_transform
+from engine.train.evaluation.digit_fd import DigitJudge
 from engine.train.loader import eval_batches, num_batches, train_batches
 from engine.train.optim import freeze
 from engine.train.progress import Progress
@@ -233,6 +234,23 @@ class Run:
             self.position.loss_sum = self.position.acc_sum = 0.0
             self.position.seen = 0
 
+    # ---- judges: how procedures and sample metrics reach them (engine/train/judges.py) ------
+    def digit_judge(self, dataset: str, root: str | None = None) -> DigitJudge:
+        return digit_judge(dataset, root, str(self.device))
+
+    def checkpoint_judge(self, path: Path, fallback_recipe: str) -> nn.Module:
+        return judges.checkpoint_judge(path, fallback_recipe, str(self.device))
+
+
+def train_recipe(recipe: Recipe, folder: Path) -> None:
+    """Train `recipe` into `folder`: how a judge that is not cached yet gets its weights."""
+    Run(recipe, folder).train()
+
+
+def digit_judge(dataset: str, root: str | None = None, device: str = "cpu") -> DigitJudge:
+    """The cached digit classifier of `dataset`, trained by a run the first time."""
+    return judges.digit_judge(dataset, root, device, train_recipe)
+
 
 def new_run_folder(recipe: Recipe, output: str | None) -> Path:
     """runs/<name>-<date>-<time>; every DDP process gets the main process's choice."""
@@ -303,9 +321,9 @@ def open_checkpoint(recipe_name: str, overrides: list[str], checkpoint: str,
         run.procedure.load_state_dict(state["procedure"])
     except (RuntimeError, KeyError) as err:  # another spec, other --set values, other optimizers
         first = str(err).strip().splitlines()[0][:300]
-        raise SpecError([Diagnostic(
+        raise located_error(
             f"checkpoint {checkpoint} does not fit recipe {recipe.name} as loaded: {first}",
-            Loc(str(checkpoint)), "", "give the same recipe and the same --set overrides the run "
-            "was trained with (they are in its folder: recipe.yaml)")]) from None
+            checkpoint, "", "give the same recipe and the same --set overrides the run "
+            "was trained with (they are in its folder: recipe.yaml)") from None
     run.position = Position(**state["position"])
     return run

@@ -7,14 +7,16 @@ import pytest
 import scipy.linalg
 import torch
 
+import engine
 from engine.train.evaluation.digit_fd import (
-    cached_classifier,
     feature_fd,
     frechet_distance,
     gaussian_stats,
     pca_gaussian_samples,
 )
+from engine.train.judges import cached_weights
 from engine.train.recipe import load_recipe
+from engine.train.runner import train_recipe
 
 
 def test_frechet_distance_of_diagonal_gaussians_is_the_closed_form():
@@ -53,12 +55,12 @@ def test_pca_gaussian_keeps_the_mean_and_the_leading_covariance():
 def test_the_judge_is_trained_once_and_cached(tmp_path, monkeypatch):
     monkeypatch.setenv("ENGINE_CACHE", str(tmp_path))
     recipe = load_recipe("digits_cnn", ["epochs=1"])
-    path = cached_classifier(recipe)
+    path = cached_weights(recipe, train_recipe)
     stamp = path.stat().st_mtime_ns
-    assert cached_classifier(load_recipe("digits_cnn", ["epochs=1"])) == path
+    assert cached_weights(load_recipe("digits_cnn", ["epochs=1"]), train_recipe) == path
     assert path.stat().st_mtime_ns == stamp  # read, not retrained
     assert not list(tmp_path.rglob("*-run"))  # the training folder is cleaned up
-    assert cached_classifier(load_recipe("digits_cnn", ["epochs=2"])) != path  # new settings
+    assert cached_weights(load_recipe("digits_cnn", ["epochs=2"]), train_recipe) != path  # new settings
 
 
 def test_judge_separates_real_digits_from_noise_and_the_baseline(digits_judge):
@@ -74,3 +76,22 @@ def test_judge_separates_real_digits_from_noise_and_the_baseline(digits_judge):
     baseline = feature_fd(digits_judge.judge(pca).features, test.features)
     noise = feature_fd(digits_judge.judge(torch.rand(n, 1, 8, 8)).features, test.features)
     assert real < baseline < noise
+
+
+def test_a_checkpoint_judge_gets_the_weights_the_run_evaluated(tmp_path):
+    """Pix2Pix's judge comes from a run's checkpoint: its EMA copy where the run kept one
+    (AveragedModel's `module.` prefix and step count dropped), else its trained weights."""
+    from engine.train.checkpoint import save_checkpoint
+    from engine.train.judges import checkpoint_judge
+    model = engine.build("small_cnn")
+    trained = model.state_dict()
+    averaged = {k: v + 1 for k, v in trained.items()}
+    ema = {"n_averaged": torch.tensor(3), **{f"module.{k}": v for k, v in averaged.items()}}
+    for name, state, want in (("plain", {"model": trained, "ema": None}, trained),
+                              ("ema", {"model": trained, "ema": ema}, averaged)):
+        path = tmp_path / name / "checkpoints" / "last.pt"
+        save_checkpoint({"procedure": state}, path)
+        judge = checkpoint_judge(path, "digits_cnn", "cpu")
+        assert not judge.training
+        for key, value in judge.state_dict().items():
+            torch.testing.assert_close(value, want[key], rtol=0, atol=0)

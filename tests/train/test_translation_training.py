@@ -160,13 +160,12 @@ def test_cyclegan_class_kept_reports_both_ways_with_floor_and_ceiling(tmp_path, 
     """class_kept with a stand-in judge that reads every image as a 3 (the real judges train
     for minutes): each figure is then the fraction of 3s among the labels it is checked on."""
     needs_data("cyclegan_mnist_usps")
-    import engine.train.evaluation.digit_fd
     from engine.train.evaluation.digit_fd import Judgement
-    from engine.train.runner import open_checkpoint
+    from engine.train.runner import Run, open_checkpoint
     seen = []
 
     class Threes:
-        def __init__(self, dataset, root=None, device="cpu"):
+        def __init__(self, dataset):
             self.dataset = dataset
 
         def judge(self, images):
@@ -175,7 +174,7 @@ def test_cyclegan_class_kept_reports_both_ways_with_floor_and_ceiling(tmp_path, 
             probs[:, 3] = 1
             return Judgement(torch.zeros(len(images), 2).numpy(), probs)
 
-    monkeypatch.setattr(engine.train.evaluation.digit_fd, "DigitJudge", Threes)
+    monkeypatch.setattr(Run, "digit_judge", lambda run, dataset, root=None: Threes(dataset))
     folder = train("cyclegan_mnist_usps", tmp_path)
     run = open_checkpoint("cyclegan_mnist_usps", CI_SIZED["cyclegan_mnist_usps"],
                           str(folder / "checkpoints/last.pt"), "cpu")

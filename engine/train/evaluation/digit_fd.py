@@ -7,8 +7,8 @@ generated images. Inception's ImageNet weights are not available offline and say
     FD = |mu_a - mu_b|^2 + Tr(S_a + S_b - 2 (S_a^1/2 S_b S_a^1/2)^1/2),
 
 in the feature space of a digit classifier (the input of its last linear layer) trained by a
-bundled classification recipe (`FEATURE_RECIPES`). The classifier's checkpoint is trained on
-demand the first time and cached under $ENGINE_CACHE (default ~/.cache/engine). Its figures
+bundled classification recipe (engine/train/judges.py: trained on demand the first time and
+cached under $ENGINE_CACHE, default ~/.cache/engine). Its figures
 are comparable only with others computed the same way (same classifier recipe, same number of
 samples, same reference split): `engine eval` therefore prints two reference points beside a
 model's FD, both with the same n:
@@ -23,22 +23,12 @@ it sees, and, for conditional models, how often a sample is classified as its re
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import shutil
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from engine.compiler.ir import Diagnostic, Loc, SpecError
-
-# dataset -> the bundled recipe whose classifier judges its samples (same image size)
-FEATURE_RECIPES = {"digits": "digits_cnn", "mnist": "mnist_cnn", "usps": "usps_cnn"}
 PCA_COMPONENTS = 50
 
 
@@ -114,29 +104,13 @@ class Judgement:
 
 
 class DigitJudge:
-    """The cached classifier of a digit dataset, applied to batches of [0, 1] images."""
+    """A digit classifier applied to batches of [0, 1] images: its features (the input of its
+    last linear layer) and class probabilities. `engine.train.judges.digit_judge` builds the
+    cached one of a dataset."""
 
-    def __init__(self, dataset: str, root: str | None = None, device: str = "cpu"):
-        if dataset not in FEATURE_RECIPES:
-            raise SpecError([Diagnostic(
-                f"digit-FD has no judge for dataset '{dataset}'", Loc("eval.sample_metrics"),
-                hint=f"it judges {', '.join(FEATURE_RECIPES)}; drop digit_fd for this recipe")])
-        from engine.train.data.transforms import build_transform
-        from engine.train.recipe import load_recipe
-        overrides = [f"data.root={root}"] if root else []
-        self.recipe = load_recipe(FEATURE_RECIPES[dataset], overrides)
-        self.device = torch.device(device)
-        self.model = self._load_model()
-        eval_items = (self.recipe["data"].get("transforms") or {}).get("eval") or []
-        self.transform = build_transform(list(eval_items), "data.transforms.eval")
-        self.head = [m for m in self.model.modules() if isinstance(m, nn.Linear)][-1]
-
-    def _load_model(self) -> nn.Module:
-        from engine.compiler.build import build
-        model = build(self.recipe.shaped, device=str(self.device))
-        model.load_state_dict(torch.load(cached_classifier(self.recipe), map_location=self.device,
-                                         weights_only=True))
-        return model.eval()
+    def __init__(self, model: nn.Module, transform, device: str = "cpu"):
+        self.model, self.transform, self.device = model, transform, torch.device(device)
+        self.head = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
 
     @torch.no_grad()
     def judge(self, images: Tensor, batch: int = 500) -> Judgement:
@@ -153,35 +127,3 @@ class DigitJudge:
         finally:
             hook.remove()
         return Judgement(torch.cat(feats).numpy(), torch.cat(probs))
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("ENGINE_CACHE") or Path.home() / ".cache" / "engine") / "digit_fd"
-
-
-def cached_classifier(recipe) -> Path:
-    """The judge's weights: trained from `recipe` the first time, then read from the cache."""
-    from engine.compiler.dump import resolved_dict
-    key = json.dumps({"recipe": json.loads(json.dumps(recipe.doc)),
-                      "spec": resolved_dict(recipe.shaped)}, sort_keys=True, default=str)
-    path = cache_dir() / f"{recipe.name}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.pt"
-    if not path.exists():
-        _train_classifier(recipe, path)
-    return path
-
-
-def _train_classifier(recipe, path: Path) -> None:
-    from engine.train.checkpoint import load_checkpoint
-    from engine.train.runner import Run
-    print(f"digit-FD: training its judge once, recipe '{recipe.name}' (cached as {path})",
-          file=sys.stderr, flush=True)
-    folder = path.parent / f"{path.stem}-run"
-    shutil.rmtree(folder, ignore_errors=True)
-    Run(recipe, folder).train()
-    state = load_checkpoint(folder / "checkpoints" / "last.pt")["procedure"]
-    weights = state["ema"] if state.get("ema") else state["model"]
-    weights = {k.removeprefix("module."): v for k, v in weights.items() if k != "n_averaged"}
-    tmp = path.with_suffix(".tmp")
-    torch.save(weights, tmp)
-    tmp.replace(path)  # atomic: a killed run never leaves a half-written judge
-    shutil.rmtree(folder, ignore_errors=True)

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from engine.compiler.ir import Diagnostic, Loc, SpecError
+from engine.compiler.ir import located_error
 from engine.train.data import dataset_info
 from engine.train.data.transforms import build_transform
 
@@ -20,8 +20,8 @@ def read_image(path: str, channels: int) -> torch.Tensor:
         with Image.open(path) as img:
             pixels = np.asarray(img.convert("L" if channels == 1 else "RGB"), dtype=np.float32)
     except (OSError, ValueError) as err:
-        raise SpecError([Diagnostic(f"cannot read the image {path}: {err}", Loc(str(path)),
-                                    hint="give image files (PNG, JPEG, ...) that exist")]) from None
+        raise located_error(f"cannot read the image {path}: {err}", path,
+                            hint="give image files (PNG, JPEG, ...) that exist") from None
     image = torch.from_numpy(pixels / 255.0)
     return image[None] if image.dim() == 2 else image.permute(2, 0, 1)
 

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.utils import save_image
 
-from engine.compiler.ir import Diagnostic, Loc, SpecError
+from engine.compiler.ir import located_error
 
 MIN_SIDE = 28  # grids of smaller images are enlarged to this side
 
@@ -77,11 +77,11 @@ def sample_grid(run, n: int, output: str, label: int | None = None, seed: int = 
     classes = procedure.options.get("classes", 10)
     if label is not None:
         if not procedure.conditional:
-            raise _error(run, "--label needs a class-conditional model; this one is not",
-                         "leave out --label")
+            raise located_error("--label needs a class-conditional model; this one is not",
+                                run.recipe.file, hint="leave out --label")
         if not 0 <= label < classes:
-            raise _error(run, f"--label {label} is not a class (0..{classes - 1})",
-                         f"give a label from 0 to {classes - 1}")
+            raise located_error(f"--label {label} is not a class (0..{classes - 1})",
+                                run.recipe.file, hint=f"give a label from 0 to {classes - 1}")
         labels, nrow = torch.full((n,), label), math.ceil(math.sqrt(n))
     elif procedure.conditional:
         labels, nrow = class_rows(n, classes)
@@ -97,7 +97,8 @@ def sample_grid(run, n: int, output: str, label: int | None = None, seed: int = 
 def _reconstruction_grid(run, n: int, output: str) -> str:
     procedure = run.procedure
     if not procedure.can_reconstruct:
-        raise _error(run, "this model neither samples nor reconstructs", "check the procedure")
+        raise located_error("this model neither samples nor reconstructs", run.recipe.file,
+                            hint="check the procedure")
     per_row = 8
     images, labels = split_images(run, "test", n)
     recon = procedure.reconstruct(images.to(run.device), labels.to(run.device)).cpu()
@@ -108,31 +109,28 @@ def _reconstruction_grid(run, n: int, output: str) -> str:
     return f"wrote {path}: {len(images)} held-out test images (odd rows) and reconstructions"
 
 
-def _error(run, message: str, hint: str) -> SpecError:
-    return SpecError([Diagnostic(message, Loc(run.recipe.file), "", hint)])
-
-
 # ---- sample metrics (`eval: {sample_metrics: [digit_fd, label_accuracy]}`) ---------------
 def check_sample_metrics(run, names: list[str], known: set[str]) -> None:
     """A procedure with figures of its own (BLEU ...) refuses the ones it cannot give."""
     other = [n for n in names if n not in known]
     if other:
-        raise _error(run, f"procedure '{run.recipe['procedure']}' cannot compute sample metric(s) "
-                          f"{', '.join(other)}", f"it gives: {', '.join(sorted(known))}")
+        raise located_error(f"procedure '{run.recipe['procedure']}' cannot compute sample metric(s) "
+                            f"{', '.join(other)}", run.recipe.file,
+                            hint=f"it gives: {', '.join(sorted(known))}")
 
 
 
 def evaluate_samples(run, split: str, names: list[str], seed: int = 0) -> tuple[dict, list[str]]:
     """Digit-FD of n samples against `split`, with its two reference points (same n)."""
-    from engine.train.evaluation.digit_fd import DigitJudge, feature_fd, pca_gaussian_samples
+    from engine.train.evaluation.digit_fd import feature_fd, pca_gaussian_samples
     procedure, data = run.procedure, run.recipe["data"]
     own = getattr(procedure, "evaluate_samples", None)  # its own figures (translations ...)
     if own is not None:
         return own(run, split, names, seed)
     if not procedure.can_sample:
-        raise _error(run, "sample metrics need a model that generates",
-                     "drop eval.sample_metrics, or evaluate the prior stage")
-    judge = DigitJudge(data["dataset"], data.get("root"), str(run.device))
+        raise located_error("sample metrics need a model that generates", run.recipe.file,
+                            hint="drop eval.sample_metrics, or evaluate the prior stage")
+    judge = run.digit_judge(data["dataset"], data.get("root"))
     reference = judge.judge(split_images(run, split)[0]).features
     heldout, _ = split_images(run, "val")
     n = min(run.recipe.get("eval", {}).get("samples", 1000), len(heldout))
@@ -152,8 +150,8 @@ def evaluate_samples(run, split: str, names: list[str], seed: int = 0) -> tuple[
                     "confidence": judged.confidence})
     if "label_accuracy" in names:
         if labels is None:
-            raise _error(run, "label_accuracy needs a class-conditional model",
-                         "drop label_accuracy from eval.sample_metrics")
+            raise located_error("label_accuracy needs a class-conditional model", run.recipe.file,
+                                hint="drop label_accuracy from eval.sample_metrics")
         out["label_accuracy"] = float((judged.predicted == labels).float().mean())
     if "code_agreement" in names:
         out.update(_code_agreement(run, judge, n, seed, notes))
@@ -167,8 +165,8 @@ def _code_agreement(run, judge, n: int, seed: int, notes: list[str]) -> dict:
     from scipy.optimize import linear_sum_assignment
     procedure = run.procedure
     if not getattr(procedure, "has_codes", False):
-        raise _error(run, "code_agreement needs a model with a categorical latent code (InfoGAN)",
-                     "drop code_agreement from eval.sample_metrics")
+        raise located_error("code_agreement needs a model with a categorical latent code (InfoGAN)",
+                            run.recipe.file, hint="drop code_agreement from eval.sample_metrics")
     images, codes = procedure.coded_samples(n, generator_for(run, seed + 1))
     predicted = judge.judge(images).predicted
     k = int(max(codes.max(), predicted.max())) + 1

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
-from engine.compiler.ir import Diagnostic, Loc, SpecError
+from engine.compiler.ir import located_error
 
 Context = dict[str, Tensor]
 
@@ -90,23 +90,23 @@ def make_translator(model: nn.Module, shaped, file: str) -> Translator:
     networks = shaped.spec.networks
     missing = [n for n in ("encoder", "decoder") if n not in networks]
     if missing or not isinstance(model, nn.ModuleDict):
-        raise _error(file, f"a translation spec needs networks `encoder` and `decoder`; this one has "
-                           f"{', '.join(networks) or 'none'}",
-                     "declare networks: {encoder: ..., decoder: ...} (see specs/seq2seq.yaml)")
+        raise located_error(f"a translation spec needs networks `encoder` and `decoder`; this one has "
+                            f"{', '.join(networks) or 'none'}", file, "spec",
+                            "declare networks: {encoder: ..., decoder: ...} (see specs/seq2seq.yaml)")
     enc, dec = networks["encoder"], networks["decoder"]
     if "src" not in enc.inputs:
-        raise _error(file, "the encoder needs an input named `src` (token ids [B, S])",
-                     "write inputs: {src: {shape: [B, S], dtype: long}}")
+        raise located_error("the encoder needs an input named `src` (token ids [B, S])", file, "spec",
+                            "write inputs: {src: {shape: [B, S], dtype: long}}")
     if not ({"token", "tokens"} & set(dec.inputs)) or "logits" not in dec.outputs:
-        raise _error(file, "the decoder needs an input `token` [B] (step by step) or `tokens` [B, T] "
-                           "(the whole prefix), and an output `logits`",
-                     "see specs/seq2seq.yaml (token) and specs/transformer.yaml (tokens)")
+        raise located_error("the decoder needs an input `token` [B] (step by step) or `tokens` [B, T] "
+                            "(the whole prefix), and an output `logits`", file, "spec",
+                            "see specs/seq2seq.yaml (token) and specs/transformer.yaml (tokens)")
     known = {"src", "token", "tokens", *enc.outputs}
     unknown = [n for n in dec.inputs if n not in known]
     if unknown:
-        raise _error(file, f"decoder input(s) {', '.join(unknown)} come from nowhere: each must be "
-                           f"src, token/tokens, or an encoder output ({', '.join(enc.outputs)})",
-                     f"add {unknown[0]} to the encoder's outputs")
+        raise located_error(f"decoder input(s) {', '.join(unknown)} come from nowhere: each must be "
+                            f"src, token/tokens, or an encoder output ({', '.join(enc.outputs)})",
+                            file, "spec", f"add {unknown[0]} to the encoder's outputs")
     return Translator(model["encoder"], model["decoder"], list(enc.inputs), list(enc.outputs),
                       list(dec.inputs), list(dec.outputs), _batch_dims(enc, dec))
 
@@ -120,7 +120,3 @@ def _batch_dims(*graphs) -> dict[str, int]:
             if isinstance(shape, list) and "B" in shape:
                 dims[name] = shape.index("B")
     return dims
-
-
-def _error(file: str, message: str, hint: str) -> SpecError:
-    return SpecError([Diagnostic(message, Loc(file), "spec", hint)])

@@ -18,10 +18,9 @@ betas (0.5, 0.999)).
 
 `engine eval` with `eval: {sample_metrics: [class_kept]}` translates the held-out split both
 ways and classifies each translation with the target domain's digit judge
-(engine/train/evaluation/digit_fd.py):
-class_kept_ab is how often G(a) is read as a's digit by B's judge, class_kept_ba likewise; the
-judge's accuracy on real target images is the ceiling, on untranslated (resized) source images
-the floor.
+(engine/train/judges.py): class_kept_ab is how often G(a) is read as a's digit by B's judge,
+class_kept_ba likewise; the judge's accuracy on real target images is the ceiling, on
+untranslated (resized) source images the floor.
 """
 
 from __future__ import annotations
@@ -186,7 +185,6 @@ class CycleGAN(Generative):
         if "class_kept" not in names:
             return {}, []
         from engine.train.data import dataset_info
-        from engine.train.evaluation.digit_fd import DigitJudge
         data = run.recipe["data"]
         args, root = dict(data.get("args") or {}), data.get("root")
         domain_a, domain_b = self.domains(run, split)
@@ -196,7 +194,7 @@ class CycleGAN(Generative):
         for key, source, labels, target, real, real_labels, gen in (
                 ("ab", a, label_a, args["b"], b, label_b, "gen_ab"),
                 ("ba", b, label_b, args["a"], a, label_a, "gen_ba")):
-            judge = DigitJudge(target, root, str(run.device))
+            judge = run.digit_judge(target, root)
             side = dataset_info(target, root).size  # the judge's own image size
             out[f"class_kept_{key}"] = class_kept(judge, side, self.translate(source, gen), labels)
             out[f"class_kept_{key}_ceiling"] = class_kept(judge, side, real, real_labels)

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from engine.compiler.ir import Diagnostic, Loc, SpecError
+from engine.compiler.ir import located_error
 from engine.train.losses import gan as gan_losses
 from engine.train.procedures.generative import Generative
 from engine.train.registry import PROCEDURES
@@ -64,11 +64,11 @@ class GAN(Generative):
                            self.network("discriminator"), total_steps)
         if self.takes(self.network("discriminator"), "label") and not self.conditional:
             # otherwise the generator step would judge its images with no label to give
-            raise SpecError([Diagnostic(
+            raise located_error(
                 "the discriminator takes a `label` input but the generator does not",
-                Loc(self.recipe.file), "spec", "a conditional discriminator needs a "
+                self.recipe.file, "spec", "a conditional discriminator needs a "
                 "class-conditional generator: give the generator a `label` input too, or drop "
-                "the discriminator's")])
+                "the discriminator's")
         self.k = 0.0  # BEGAN's equilibrium control variable
         self._began_real: float | None = None  # L(x) of the last discriminator step
 
@@ -77,9 +77,9 @@ class GAN(Generative):
         if name in named:
             return named[name]
         if self.recipe.get("optimizer") is None:
-            raise SpecError([Diagnostic(
-                f"the gan procedure needs an optimizer for the {name}", Loc(self.recipe.file),
-                "optimizers", f"add optimizers: {{{name}: {{name: adam, lr: 0.0002}}}}")])
+            raise located_error(
+                f"the gan procedure needs an optimizer for the {name}", self.recipe.file,
+                "optimizers", f"add optimizers: {{{name}: {{name: adam, lr: 0.0002}}}}")
         return self.recipe["optimizer"]
 
     @property

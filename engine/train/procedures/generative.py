@@ -13,7 +13,7 @@ import inspect
 import torch
 from torch import Tensor, nn
 
-from engine.compiler.ir import Diagnostic, Loc, SpecError
+from engine.compiler.ir import located_error
 from engine.train.evaluation.metrics import psnr
 from engine.train.procedures.base import Procedure
 
@@ -29,10 +29,10 @@ class Generative(Procedure):
         model = self.unwrapped if model is None else model
         if not isinstance(model, nn.ModuleDict) or name not in model:
             have = list(model) if isinstance(model, nn.ModuleDict) else ["(one network)"]
-            raise SpecError([Diagnostic(
+            raise located_error(
                 f"procedure '{self.recipe['procedure']}' needs a network named '{name}'; the "
-                f"spec has {', '.join(have)}", Loc(self.recipe.file), "spec",
-                f"use a spec with `networks: {{{name}: ...}}`")])
+                f"spec has {', '.join(have)}", self.recipe.file, "spec",
+                f"use a spec with `networks: {{{name}: ...}}`")
         return model[name]
 
     def input_shape(self, network: str, name: str) -> tuple[int, ...]:
@@ -51,15 +51,15 @@ class Generative(Procedure):
     # ---- what `engine sample` and `engine eval` call ------------------------------------
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator, labels: Tensor | None = None) -> Tensor:
-        raise SpecError([Diagnostic(
+        raise located_error(
             f"procedure '{self.recipe['procedure']}' does not generate new images",
-            Loc(self.recipe.file), "procedure", "use `engine sample --reconstruct`")])
+            self.recipe.file, "procedure", "use `engine sample --reconstruct`")
 
     @torch.no_grad()
     def reconstruct(self, images: Tensor, labels: Tensor | None = None) -> Tensor:
-        raise SpecError([Diagnostic(
+        raise located_error(
             f"procedure '{self.recipe['procedure']}' does not reconstruct images",
-            Loc(self.recipe.file), "procedure", "leave out --reconstruct to draw samples")])
+            self.recipe.file, "procedure", "leave out --reconstruct to draw samples")
 
     def image_eval(self, recon: Tensor, images: Tensor, loss: Tensor) -> dict[str, Tensor]:
         return {"loss": loss, "psnr": psnr(recon, images)}

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from engine.compiler.ir import Diagnostic, SpecError
+from engine.compiler.ir import located_error
 from engine.train.checkpoint import newest_match
 from engine.train.evaluation.metrics import dice, pixel_accuracy, psnr
 from engine.train.procedures.generative import Generative
@@ -62,10 +62,10 @@ def optimizer_config(recipe, name: str) -> dict:
     error when it gives neither for this network)."""
     named = (recipe.get("optimizers") or {}).get(name) or recipe.get("optimizer")
     if named is None:
-        raise SpecError([Diagnostic(
+        raise located_error(
             f"procedure '{recipe['procedure']}' needs an optimizer for the {name}",
             recipe.doc.loc, "optimizers", f"add optimizers: {{{name}: {{name: adam, lr: 0.0002}}}} "
-            "(or one `optimizer:` for every network)")])
+            "(or one `optimizer:` for every network)")
     return named
 
 
@@ -155,19 +155,10 @@ class Pix2Pix(Generative):
             "train it first (engine train recipes/unet_membrane.yaml), or --set "
             "procedure.judge=PATH/checkpoints/last.pt")
 
-    def load_judge(self):
+    def load_judge(self, run):
         """The segmentation net of the judge checkpoint, built from its run's recipe."""
-        from engine.compiler.build import build
-        from engine.train.checkpoint import load_checkpoint
-        from engine.train.recipe import load_recipe
         path = self.judge_path()
-        saved = path.parent.parent / "recipe.yaml"
-        recipe = load_recipe(saved if saved.exists() else "unet_membrane")
-        state = load_checkpoint(path)["procedure"]
-        model = build(recipe.shaped, device=str(self.device))
-        weights = state["ema"] if state.get("ema") else state["model"]
-        model.load_state_dict({k: v for k, v in weights.items() if k != "n_averaged"})
-        return model.eval(), path
+        return run.checkpoint_judge(path, "unet_membrane"), path
 
     @torch.no_grad()
     def segment(self, judge, images: Tensor) -> Tensor:
@@ -185,7 +176,7 @@ class Pix2Pix(Generative):
     def evaluate_samples(self, run, split: str, names: list[str], seed: int):
         if "fcn_dice" not in names:
             return {}, []
-        judge, path = self.load_judge()
+        judge, path = self.load_judge(run)
         images, masks = heldout_pairs(run, split)
         sources = {"": self.translate(masks), "_real": images,
                    "_untrained": self.translate(masks, self.untrained_generator(seed))}

@@ -25,6 +25,7 @@ import time
 import torch
 from torch import Tensor
 
+from engine.compiler.ir import located_error
 from engine.train.evaluation.decoding import beam_decode, greedy_decode
 from engine.train.evaluation.translator import Translator, make_translator
 from engine.train.procedures.base import Procedure
@@ -155,11 +156,10 @@ class Seq2Seq(TokenFigures, Procedure):
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        from engine.train.evaluation.sampling import _error
         if "weights" not in self.eval_translator().decoder_outputs:
-            raise _error(run, "engine sample draws attention alignments, and this decoder returns no "
-                              "attention `weights`", "use an attention model (seq2seq_attn), or "
-                              "engine infer to translate")
+            raise located_error("engine sample draws attention alignments, and this decoder returns no "
+                                "attention `weights`", run.recipe.file,
+                                hint="use an attention model (seq2seq_attn), or engine infer to translate")
         dataset = run.eval_sets["test"]
         count = max(1, min(n, 4))
         fig, axes = plt.subplots(1, count, figsize=(4.2 * count, 4.6), squeeze=False)
@@ -187,10 +187,9 @@ class Seq2Seq(TokenFigures, Procedure):
 
 
 def _read_lines(path: str) -> list[str]:
-    from engine.compiler.ir import Diagnostic, Loc, SpecError
     try:
         with open(path, encoding="utf-8") as f:
             return [line.rstrip("\n") for line in f]
     except (OSError, UnicodeDecodeError) as err:
-        raise SpecError([Diagnostic(f"cannot read {path}: {err}", Loc(str(path)),
-                                    hint="give a UTF-8 text file, one sentence per line")]) from None
+        raise located_error(f"cannot read {path}: {err}", path,
+                            hint="give a UTF-8 text file, one sentence per line") from None

@@ -41,10 +41,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from engine.train.checkpoint import load_checkpoint, newest_match
+from engine.compiler.ir import located_error
+from engine.train.checkpoint import load_checkpoint, newest_match, trained_weights
 from engine.train.losses import gan as gan_losses
 from engine.train.procedures.pix2pix import optimizer_config
-from engine.train.procedures.super_resolve import SuperResolve, _error
+from engine.train.procedures.super_resolve import SuperResolve
 from engine.train.registry import PROCEDURES
 
 VGG54 = 36  # vgg19().features[:36]: through conv5_4's ReLU (index 35), before max-pool 5 (36)
@@ -65,12 +66,12 @@ def vgg54(device: torch.device, where: str) -> nn.Module:
     except (OSError, RuntimeError) as err:  # offline (URLError is an OSError), or a broken file
         checkpoints = Path(torch.hub.get_dir()) / "checkpoints"
         file = weights.url.rsplit("/", 1)[-1]
-        raise _error(
+        raise located_error(
             f"srgan: content: vgg needs VGG19's ImageNet weights, which cannot be obtained "
             f"({str(err).strip().splitlines()[0][:200]}): no internet and no {file} in "
-            f"{checkpoints}", where, f"set procedure.content=pixel (MSE on pixels, the "
-            f"offline substitute), or put {file} (from {weights.url}) in {checkpoints}/",
-            "procedure.content") from None
+            f"{checkpoints}", where, "procedure.content", f"set procedure.content=pixel (MSE on "
+            f"pixels, the offline substitute), or put {file} (from {weights.url}) in {checkpoints}/"
+        ) from None
     return vgg.features[:VGG54].to(device).eval().requires_grad_(False)
 
 
@@ -84,11 +85,7 @@ def imagenet_normalised(images: Tensor) -> Tensor:
 def generator_weights(state: dict) -> dict[str, Tensor]:
     """A checkpoint's procedure state -> its generator's weights (`generator.` stripped): the
     EMA copy where the run kept one (what it evaluated), else the trained weights."""
-    weights = state["model"]
-    if state.get("ema"):
-        weights = {k.removeprefix("module."): v for k, v in state["ema"].items()
-                   if k != "n_averaged"}
-    return {k.removeprefix("generator."): v for k, v in weights.items()
+    return {k.removeprefix("generator."): v for k, v in trained_weights(state).items()
             if k.startswith("generator.")}
 
 
@@ -119,9 +116,9 @@ class SRGAN(SuperResolve):
         if isinstance(model, nn.ModuleDict) and name in model:
             return model[name]
         have = ", ".join(model) if isinstance(model, nn.ModuleDict) else "one network"
-        raise _error(f"srgan needs networks generator and discriminator; the spec has {have}",
-                     self.recipe.file, "use spec: srgan (networks: {generator: ..., "
-                     "discriminator: ...})", "spec")
+        raise located_error(f"srgan needs networks generator and discriminator; the spec has {have}",
+                            self.recipe.file, "spec",
+                            "use spec: srgan (networks: {generator: ..., discriminator: ...})")
 
     def sr_network(self, model: nn.Module | None = None) -> nn.Module:
         return self.network("generator", model)
@@ -147,14 +144,14 @@ class SRGAN(SuperResolve):
         hint = ("give a checkpoint of phase 1 (recipes/srresnet_x4.yaml: super_resolve with "
                 "network: generator) trained with this recipe's spec settings (spec.set)")
         if not weights:
-            raise _error(f"{path} holds no generator weights (no 'generator.' entries)",
-                         str(path), hint, "procedure.generator_checkpoint")
+            raise located_error(f"{path} holds no generator weights (no 'generator.' entries)",
+                                path, "procedure.generator_checkpoint", hint)
         try:
             self.network("generator").load_state_dict(weights)
         except RuntimeError as err:  # other spec settings: missing keys or other shapes
             detail = " ".join(str(err).strip().splitlines()[:2])[:300]
-            raise _error(f"{path} does not fit this generator: {detail}", str(path), hint,
-                         "procedure.generator_checkpoint") from None
+            raise located_error(f"{path} does not fit this generator: {detail}", path,
+                                "procedure.generator_checkpoint", hint) from None
         if self.ema is not None:
             self.network("generator", self.ema.module).load_state_dict(weights)
 
@@ -181,10 +178,10 @@ class SRGAN(SuperResolve):
     def d_logits(self, images: Tensor) -> Tensor:
         side = self.recipe.shaped.inputs["discriminator"]["image"].shape[-1]
         if images.shape[-1] != side or images.shape[-2] != side:
-            raise _error(f"srgan: the discriminator takes {side}x{side} HR patches, the batch "
-                         f"has {images.shape[-2]}x{images.shape[-1]}", self.recipe.file,
-                         f"set data.args.patch: {side} (or spec.set hr_size to the patch side)",
-                         "data.args.patch")
+            raise located_error(f"srgan: the discriminator takes {side}x{side} HR patches, the batch "
+                                f"has {images.shape[-2]}x{images.shape[-1]}", self.recipe.file,
+                                "data.args.patch",
+                                f"set data.args.patch: {side} (or spec.set hr_size to the patch side)")
         with self.autocast():
             return self.network("discriminator", self.model)(images).float()
 

@@ -44,6 +44,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from engine.compiler.ir import located_error
 from engine.train.data.sr import upscale_bicubic as bicubic_upscale
 from engine.train.evaluation.color import rgb_to_y, rgb_to_ycbcr, ycbcr_to_rgb
 from engine.train.evaluation.sr_metrics import psnr_y, ssim_y
@@ -62,11 +63,6 @@ def centre_crop(images: Tensor, side: int) -> Tensor:
     h, w = images.shape[-2:]
     top, left = max(0, (h - side) // 2), max(0, (w - side) // 2)
     return images[..., top:top + side, left:left + side]
-
-
-def _error(message: str, where: str, hint: str, path: str = ""):
-    from engine.compiler.ir import Diagnostic, Loc, SpecError
-    return SpecError([Diagnostic(message, Loc(where), path, hint=hint)])
 
 
 @PROCEDURES.register("super_resolve")
@@ -99,13 +95,13 @@ class SuperResolve(Procedure):
                 return model[name]
             have = ", ".join(model)
             found = f"none is named '{name}'" if name else "procedure.network picks none"
-            raise _error(f"{procedure}: the spec has networks {have}; {found}", self.recipe.file,
-                         f"set procedure.network to the one that super-resolves: one of {have}",
-                         "procedure.network")
+            raise located_error(f"{procedure}: the spec has networks {have}; {found}", self.recipe.file,
+                                "procedure.network",
+                                f"set procedure.network to the one that super-resolves: one of {have}")
         if name is not None:
-            raise _error(f"{procedure}: procedure.network is '{name}' but the spec has one network",
-                         self.recipe.file, "leave out procedure.network (null: the model itself)",
-                         "procedure.network")
+            raise located_error(f"{procedure}: procedure.network is '{name}' but the spec has one network",
+                                self.recipe.file, "procedure.network",
+                                "leave out procedure.network (null: the model itself)")
         return model
 
     def scale_of(self, lr: Tensor, hr: Tensor | None = None) -> int:
@@ -114,10 +110,11 @@ class SuperResolve(Procedure):
         if hr is None:
             raise ValueError("super_resolve: the scale is unknown (set procedure.scale)")
         if hr.shape[-1] == lr.shape[-1] and not self.options["upscaled_input"]:
-            raise _error("super_resolve: the inputs come at the HR size (multi-scale `sr_patches`, "
-                         "`scale: [...]`), which only networks on the bicubic upscale can take",
-                         self.recipe.file, "set `upscaled_input: true` for such a network, or "
-                         "train one scale (`data.args.scale: 2`)", "procedure.upscaled_input")
+            raise located_error("super_resolve: the inputs come at the HR size (multi-scale `sr_patches`, "
+                                "`scale: [...]`), which only networks on the bicubic upscale can take",
+                                self.recipe.file, "procedure.upscaled_input",
+                                "set `upscaled_input: true` for such a network, or "
+                                "train one scale (`data.args.scale: 2`)")
         # multi-scale pairs come upscaled already: 1, and the bicubic upscale by 1 is the identity
         return hr.shape[-1] // lr.shape[-1]
 
@@ -145,10 +142,9 @@ class SuperResolve(Procedure):
         name = self.options["network"] or next(iter(inputs))
         channels = next(iter(inputs[name].values())).shape[1]
         if channels != 1:
-            raise _error(f"super_resolve: y_only needs a network on one channel (the luma Y); "
-                         f"this one takes {channels}", self.recipe.file,
-                         "set the spec's channels to 1 (spec: {name: ..., set: {channels: 1}})",
-                         "procedure.y_only")
+            raise located_error(f"super_resolve: y_only needs a network on one channel (the luma Y); "
+                                f"this one takes {channels}", self.recipe.file, "procedure.y_only",
+                                "set the spec's channels to 1 (spec: {name: ..., set: {channels: 1}})")
 
     def target(self, hr: Tensor) -> Tensor:
         """What the network's output is compared with: hr, or its luma with `y_only`."""
@@ -218,11 +214,11 @@ class SuperResolve(Procedure):
             return int(self.options["scale"])
         scale = (run.recipe["data"].get("args") or {}).get("scale")
         if isinstance(scale, list):
-            raise _error(f"super_resolve: the recipe trains several scales {scale}",
-                         run.recipe.file, "choose one with --set procedure.scale=S")
+            raise located_error(f"super_resolve: the recipe trains several scales {scale}",
+                                run.recipe.file, hint="choose one with --set procedure.scale=S")
         if not isinstance(scale, int) or isinstance(scale, bool):
-            raise _error("super_resolve: the recipe gives no scale", run.recipe.file,
-                         "set data.args.scale (or procedure.scale)")
+            raise located_error("super_resolve: the recipe gives no scale", run.recipe.file,
+                                hint="set data.args.scale (or procedure.scale)")
         return scale
 
     def infer(self, run, args):

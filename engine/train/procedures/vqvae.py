@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from blocks.latent import VectorQuantizer
-from engine.compiler.ir import Diagnostic, SpecError
+from engine.compiler.ir import located_error
 from engine.train.checkpoint import load_checkpoint, newest_match
 from engine.train.evaluation.metrics import per_sample_loss
 from engine.train.procedures.generative import Generative
@@ -66,9 +66,9 @@ class VQVAE(Generative):
         kept = {k: v for k, v in weights.items() if not k.startswith("prior.")}
         missing = self.unwrapped.load_state_dict(kept, strict=False).missing_keys
         if any(not k.startswith("prior.") for k in missing):
-            raise SpecError([Diagnostic(f"{path} is not a checkpoint of this VQ-VAE (missing "
-                                        f"{missing[0]})", self.recipe.doc.loc,
-                                        "procedure.autoencoder", "train stage 1 of this spec")])
+            raise located_error(f"{path} is not a checkpoint of this VQ-VAE (missing "
+                                f"{missing[0]})", self.recipe.doc.loc,
+                                "procedure.autoencoder", "train stage 1 of this spec")
         print(f"prior stage: autoencoder weights from {path}", flush=True)
 
     def autoencoder_checkpoint(self) -> Path:
