@@ -6,6 +6,7 @@ load -> resolve -> validate -> shapes -> build all read and write these types an
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +50,16 @@ def _one_line(d: Diagnostic) -> str:
     node = f" [{d.path}]" if d.path else ""
     hint = f" (hint: {d.hint})" if d.hint else ""
     return f"{where}{d.severity}:{node} {d.message}{hint}"
+
+
+def located_error(message: str, where: Loc | str | os.PathLike | None = None, path: str = "",
+                  hint: str = "") -> SpecError:
+    """A SpecError holding one error: `message` at `where`, on spec path `path`, with a `hint`.
+
+    `where` is a Loc, or a file or folder name (a str or Path: the error points at the whole
+    file), or None (no place, e.g. a bad command-line option). The caller raises it."""
+    loc = where if where is None or isinstance(where, Loc) else Loc(str(where))
+    return SpecError([Diagnostic(message, loc, path, hint)])
 
 
 class _Invalid:

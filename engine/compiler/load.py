@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from engine.compiler.ir import Diagnostic, Loc, LocDict, LocList, SpecError
+from engine.compiler.ir import Diagnostic, Loc, LocDict, LocList, SpecError, located_error
 
 
 class _Delete:
@@ -82,7 +82,7 @@ def load_text(text: str, file: str) -> Any:
     except yaml.MarkedYAMLError as err:
         raise SpecError([_yaml_error(err, text, file)]) from None
     except yaml.YAMLError as err:
-        raise SpecError([Diagnostic(f"invalid YAML: {err}", Loc(file))]) from None
+        raise located_error(f"invalid YAML: {err}", file) from None
     finally:
         loader.dispose()
     if loader.problems:
@@ -146,9 +146,9 @@ def load_file(path: str | Path) -> Any:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise SpecError([Diagnostic(f"no such file: {path}", Loc(str(path)),
-                                    hint="give a path to a .yaml spec or a bundled spec name; "
-                                         "`engine list` shows the bundled ones")]) from None
+        raise located_error(f"no such file: {path}", path,
+                            hint="give a path to a .yaml spec or a bundled spec name; "
+                                 "`engine list` shows the bundled ones") from None
     except (IsADirectoryError, UnicodeDecodeError) as err:
-        raise SpecError([Diagnostic(f"cannot read {path}: {err}", Loc(str(path)))]) from None
+        raise located_error(f"cannot read {path}: {err}", path) from None
     return load_text(text, str(path))

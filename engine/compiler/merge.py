@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 import yaml
 
-from engine.compiler.ir import Diagnostic, Loc, LocDict, LocList, SpecError
+from engine.compiler.ir import Diagnostic, Loc, LocDict, LocList, SpecError, located_error
 from engine.compiler.load import DELETE, load_file
 
 SPECS_DIR = Path(__file__).resolve().parents[2] / "specs"
@@ -31,8 +31,8 @@ def find_spec(name: str) -> Path:
         return bundled
     from blocks.registry import suggest
     known = [p.stem for p in SPECS_DIR.glob("*.yaml")]
-    raise SpecError([Diagnostic(f"no spec file or bundled spec named '{name}'", Loc(name),
-                                hint=suggest(name, known) or "`engine list` shows bundled specs")])
+    raise located_error(f"no spec file or bundled spec named '{name}'", name,
+                        hint=suggest(name, known) or "`engine list` shows bundled specs")
 
 
 def load_merged(path: Path, overrides: dict[str, Any] | None = None,
@@ -52,13 +52,13 @@ def _load_chain(path: Path, roots: tuple[Path, ...], chain: list[Path],
     resolved = path.resolve()
     if resolved in chain:
         loop = " -> ".join(p.name for p in [*chain, resolved])
-        raise SpecError([Diagnostic(f"extends loop: {loop}", via or Loc(str(path)),
-                                    hint="remove one `extends:` so the chain ends")])
+        raise located_error(f"extends loop: {loop}", via or path,
+                            hint="remove one `extends:` so the chain ends")
     doc = load_file(path)
     if not isinstance(doc, LocDict):
-        raise SpecError([Diagnostic("a spec must be a YAML mapping (name:, graph:, ...)",
-                                    getattr(doc, "loc", Loc(str(path), 1, 1)),
-                                    hint="write `name: ...`, `inputs: ...`, `graph: ...` at the top")])
+        raise located_error("a spec must be a YAML mapping (name:, graph:, ...)",
+                            getattr(doc, "loc", Loc(str(path), 1, 1)),
+                            hint="write `name: ...`, `inputs: ...`, `graph: ...` at the top")
     for lib in _as_list(doc.get("include", [])):
         lib_doc = _load_chain(_target(doc, "include", lib, path, roots), roots, [*chain, resolved],
                               doc.value_loc("include"))
@@ -74,17 +74,17 @@ def _load_chain(path: Path, roots: tuple[Path, ...], chain: list[Path],
 def _target(doc: LocDict, key: str, name: Any, path: Path, roots) -> Path:
     loc = doc.value_loc(key)
     if not isinstance(name, str):
-        raise SpecError([Diagnostic(f"`{key}:` must name a spec file", loc,
-                                    hint=f"write `{key}: resnet50.yaml`")])
+        raise located_error(f"`{key}:` must name a spec file", loc,
+                            hint=f"write `{key}: resnet50.yaml`")
     target = Path(os.path.relpath((path.parent / name).resolve()))
     if not target.exists() and (SPECS_DIR / name).exists():
         target = SPECS_DIR / name
     if not any(target.resolve().is_relative_to(root) for root in roots):
-        raise SpecError([Diagnostic(f"`{key}: {name}` reaches outside the spec's folder", loc,
-                                    hint="specs may only use files beside them or bundled specs")])
+        raise located_error(f"`{key}: {name}` reaches outside the spec's folder", loc,
+                            hint="specs may only use files beside them or bundled specs")
     if not target.exists():
-        raise SpecError([Diagnostic(f"`{key}: {name}`: no such file", loc,
-                                    hint=f"looked in {path.parent} and {SPECS_DIR}")])
+        raise located_error(f"`{key}: {name}`: no such file", loc,
+                            hint=f"looked in {path.parent} and {SPECS_DIR}")
     return target
 
 
@@ -116,10 +116,10 @@ def deep_merge(base: Any, over: Any) -> Any:
 def _delete(out: LocDict, key: Any, over: LocDict) -> None:
     if key not in out:
         from blocks.registry import suggest
-        raise SpecError([Diagnostic(
+        raise located_error(
             f"`{key}: !delete` but nothing named '{key}' is inherited", over.key_loc(key),
             str(key), suggest(str(key), [str(k) for k in out]) or
-            f"the base has: {', '.join(map(str, out)) or 'nothing here'}")])
+            f"the base has: {', '.join(map(str, out)) or 'nothing here'}")
     del out[key]
 
 
@@ -137,12 +137,12 @@ def parse_overrides(items: list[str]) -> dict[str, Override]:
         key, sep, raw = item.partition("=")
         loc = Loc(f"--set {item}")
         if not sep or not key:
-            raise SpecError([Diagnostic(f"cannot read override '{item}'", loc,
-                                        hint="write --set name=value, e.g. --set num_classes=10")])
+            raise located_error(f"cannot read override '{item}'", loc,
+                                hint="write --set name=value, e.g. --set num_classes=10")
         try:
             out[key] = Override(_plain(yaml.safe_load(raw)), loc)
         except yaml.YAMLError as err:
-            raise SpecError([Diagnostic(f"cannot read value of '{item}': {err}", loc)]) from None
+            raise located_error(f"cannot read value of '{item}': {err}", loc) from None
     return out
 
 
@@ -162,9 +162,9 @@ def _override_path(doc: LocDict, key: str, loc: Loc) -> list[str]:
         return ["params", key]
     if len(parts) == 1:
         from blocks.registry import suggest
-        raise SpecError([Diagnostic(f"the spec has no param '{key}'", loc, hint=suggest(
+        raise located_error(f"the spec has no param '{key}'", loc, hint=suggest(
             key, params) or f"its params: {', '.join(params) or 'none'}; "
-                            "other keys take a dotted path, e.g. graph.fc.out")])
+                            "other keys take a dotted path, e.g. graph.fc.out")
     if parts[0] == "dims" and "dims" not in doc:
         doc["dims"] = LocDict(loc=loc)
     return parts

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
-from engine.compiler.ir import Diagnostic, Loc, SpecError
+from engine.compiler.ir import located_error
 from engine.train.registry import OPTIMIZERS, SCHEDULERS
 
 OPTIMIZERS.add("sgd", torch.optim.SGD)
@@ -31,8 +31,8 @@ def freeze(model: nn.Module, patterns: list[str]) -> int:
             p.requires_grad_(False)
             count += 1
     if patterns and count == 0:
-        raise SpecError([Diagnostic(f"`freeze: {patterns}` matches no parameter", Loc("recipe"),
-                                    "freeze", "patterns match state_dict names, e.g. features.*")])
+        raise located_error(f"`freeze: {patterns}` matches no parameter", "recipe",
+                            "freeze", "patterns match state_dict names, e.g. features.*")
     return count
 
 
@@ -44,9 +44,9 @@ def make_optimizer(cfg: dict, model: nn.Module) -> torch.optim.Optimizer:
         chosen = [p for n, p in params if fnmatch.fnmatchcase(n, group["params"])
                   and id(p) not in taken]
         if not chosen:
-            raise SpecError([Diagnostic(f"optimizer group `params: {group['params']}` matches "
-                                        "no trainable parameter", Loc("recipe"), "optimizer.groups",
-                                        "patterns match state_dict names, e.g. fc.*")])
+            raise located_error(f"optimizer group `params: {group['params']}` matches "
+                                "no trainable parameter", "recipe", "optimizer.groups",
+                                "patterns match state_dict names, e.g. fc.*")
         taken.update(id(p) for p in chosen)
         groups.append({**{k: v for k, v in group.items() if k != "params"}, "params": chosen})
     rest = [p for _, p in params if id(p) not in taken]

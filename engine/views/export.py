@@ -25,7 +25,7 @@ from torch import nn
 
 from engine.compiler import analyze
 from engine.compiler.build import build
-from engine.compiler.ir import Diagnostic, Loc, Shaped, SpecError
+from engine.compiler.ir import Shaped, located_error
 
 FORMATS = ("torch-export", "onnx")
 _EXTERNAL_DATA_BYTES = 3 << 29  # 1.5 GiB: beyond this, ONNX weights go to a side file
@@ -40,7 +40,7 @@ def export_spec(spec: str | Path, overrides: list[str] | dict | None = None,
     refuses the model) are raised as SpecError with a one-line message and a hint.
     """
     if fmt not in FORMATS:
-        raise _error(f"unknown export format '{fmt}'", f"use one of: {', '.join(FORMATS)}")
+        raise located_error(f"unknown export format '{fmt}'", hint=f"use one of: {', '.join(FORMATS)}")
     shaped = analyze(spec, overrides)
     model, inputs, outputs, name = _one_network(shaped, network)
     args = tuple(_example(info) for info in inputs.values())
@@ -58,13 +58,12 @@ def _one_network(shaped: Shaped, network: str | None) -> tuple[nn.Module, dict, 
     spec = shaped.spec
     names = list(spec.networks)
     if network is None and spec.multi:
-        raise _error(f"spec '{spec.name}' has {len(names)} networks ({', '.join(names)}); an "
-                     "export needs one module",
-                     f"from Python: engine.views.export.export_spec(..., network='{names[0]}')",
-                     spec.file)
+        raise located_error(f"spec '{spec.name}' has {len(names)} networks ({', '.join(names)}); an "
+                            "export needs one module", spec.file or None,
+                            hint=f"from Python: engine.views.export.export_spec(..., network='{names[0]}')")
     if network is not None and network not in spec.networks:
-        raise _error(f"spec '{spec.name}' has no network '{network}'",
-                     f"its networks are: {', '.join(names)}", spec.file)
+        raise located_error(f"spec '{spec.name}' has no network '{network}'", spec.file or None,
+                            hint=f"its networks are: {', '.join(names)}")
     name = network or names[0]
     model = build(shaped)
     if spec.multi:
@@ -96,17 +95,17 @@ def _torch_export(model: nn.Module, args: tuple, name: str) -> Any:
     except Exception as err:  # the exporter's reason, in one line
         if os.environ.get("ENGINE_DEBUG"):
             raise
-        raise _error(f"torch.export could not trace network '{name}': {_first_line(err)}",
-                     "rerun with ENGINE_DEBUG=1 for PyTorch's full report") from err
+        raise located_error(f"torch.export could not trace network '{name}': {_first_line(err)}",
+                            hint="rerun with ENGINE_DEBUG=1 for PyTorch's full report") from err
 
 
 def _onnx_export(model: nn.Module, args: tuple, path: Path, name: str, inputs: list[str],
                  outputs: list[str]) -> None:
     missing = [m for m in ("onnx", "onnxscript") if not _importable(m)]
     if missing:
-        raise _error(f"ONNX export needs the {' and '.join(missing)} package"
-                     f"{'s' if len(missing) > 1 else ''}",
-                     f"pip install {' '.join(missing)}   (or: pip install -e '.[dev]')")
+        raise located_error(f"ONNX export needs the {' and '.join(missing)} package"
+                            f"{'s' if len(missing) > 1 else ''}",
+                            hint=f"pip install {' '.join(missing)}   (or: pip install -e '.[dev]')")
     size = sum(p.numel() * p.element_size() for p in model.parameters())
     try:
         torch.onnx.export(model, args, str(path), dynamo=True, verbose=False,
@@ -115,8 +114,8 @@ def _onnx_export(model: nn.Module, args: tuple, path: Path, name: str, inputs: l
     except Exception as err:
         if os.environ.get("ENGINE_DEBUG"):
             raise
-        raise _error(f"ONNX export of network '{name}' failed: {_first_line(err)}",
-                     "rerun with ENGINE_DEBUG=1 for PyTorch's full report") from err
+        raise located_error(f"ONNX export of network '{name}' failed: {_first_line(err)}",
+                            hint="rerun with ENGINE_DEBUG=1 for PyTorch's full report") from err
 
 
 def _importable(module: str) -> bool:
@@ -130,7 +129,3 @@ def _importable(module: str) -> bool:
 def _first_line(err: Exception) -> str:
     lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
     return lines[0] if lines else type(err).__name__
-
-
-def _error(message: str, hint: str = "", file: str | None = None) -> SpecError:
-    return SpecError([Diagnostic(message, Loc(file) if file else None, hint=hint)])

@@ -8,18 +8,17 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from engine.compiler.ir import SpecError
+from engine.compiler.ir import SpecError, located_error
 from engine.train.data.dataset_classes import ArrayDataset
 from engine.train.data.datasets import (
     VAL_FRACTION,
     DatasetInfo,
-    _arg,
-    _error,
-    _folder,
-    _fraction,
-    _given,
-    _root_hint,
-    _where,
+    arg_given,
+    dataset_arg,
+    dataset_folder,
+    dataset_fraction,
+    describe_folder,
+    root_hint,
     train_val_split,
 )
 from engine.train.registry import DATASETS
@@ -54,16 +53,17 @@ class Cifar10:
         )
 
     def folder(self, root: Path, args: dict) -> tuple[Path, bool]:
-        folder = _folder(root, args, "cifar10", self.name)
-        download = bool(_arg(args, "download", bool, False, self.name))
-        if not (folder / self.subdir).is_dir() and not _given(args, "folder"):
+        folder = dataset_folder(root, args, "cifar10", self.name)
+        download = bool(dataset_arg(args, "download", bool, False, self.name))
+        if not (folder / self.subdir).is_dir() and not arg_given(args, "folder"):
             if (root / self.subdir).is_dir():
                 folder = root
         if not (folder / self.subdir).is_dir() and not download:
-            raise _error(
-                f"dataset 'cifar10': no {self.subdir}/ in {_where(folder)}",
+            raise located_error(
+                f"dataset 'cifar10': no {self.subdir}/ in {describe_folder(folder)}",
                 folder,
-                hint=f"set data.download: true (needs internet) to fetch it there, {_root_hint('cifar10')}",
+                hint=f"set data.download: true (needs internet) to fetch it there, {root_hint('cifar10')}",
+                path="data",
             )
         return folder, download
 
@@ -76,14 +76,15 @@ class Cifar10:
         except SpecError:
             raise
         except Exception as e:  # noqa: BLE001 - a failed download or a corrupt file
-            raise _error(
+            raise located_error(
                 f"dataset 'cifar10': cannot load from {folder}: {e}",
                 folder,
                 hint="check the internet connection (data.download: true) or the files there",
+                path="data",
             ) from None
         if split == "test":
             return ArrayDataset(images, labels, None, transform, CIFAR10_CLASSES)
-        val = _fraction(args, "val_fraction", VAL_FRACTION, self.name)
+        val = dataset_fraction(args, "val_fraction", VAL_FRACTION, self.name)
         cut = train_val_split(labels.numpy(), seed, val)
         return ArrayDataset(images, labels, cut[split], transform, CIFAR10_CLASSES)
 

@@ -53,7 +53,7 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Dataset
 
-from engine.compiler.ir import Diagnostic, Loc, SpecError
+from engine.compiler.ir import located_error
 from engine.train.data.dataset_classes import ArrayDataset, FileImageDataset  # noqa: F401 - re-exported
 from engine.train.registry import DATASETS
 
@@ -112,13 +112,13 @@ def build_dataset(
     """The `split` ("train", "val" or "test") of dataset `name`, cut deterministically from `seed`."""
     source = _source(name)
     if split not in SPLITS:
-        raise _error(f"unknown split {split!r}", hint=f"use one of {', '.join(SPLITS)}")
+        raise located_error(f"unknown split {split!r}", path="data", hint=f"use one of {', '.join(SPLITS)}")
     return source.build(_root(root), split, int(seed or 0), transform, dict(args or {}))
 
 
 def _source(name: str) -> Any:
     if name not in DATASETS:
-        raise _error(f"unknown dataset {name!r}", hint=DATASETS.hint(name), path="data.name")
+        raise located_error(f"unknown dataset {name!r}", hint=DATASETS.hint(name), path="data.name")
     return DATASETS.get(name)
 
 
@@ -127,15 +127,10 @@ def _root(root: Path | str | None) -> Path:
 
 
 # ---------------------------------------------------------------------------------------------
-# errors and arguments
+# argument checks and message parts, shared by every dataset module (errors sit under `data`)
 
 
-def _error(message: str, where: Path | str | None = None, hint: str = "", path: str = "data") -> SpecError:
-    loc = Loc(str(where)) if where is not None else None
-    return SpecError([Diagnostic(message, loc, path=path, hint=hint)])
-
-
-def _arg(args: dict, key: str, kind: type | tuple[type, ...], default: Any, name: str) -> Any:
+def dataset_arg(args: dict, key: str, kind: type | tuple[type, ...], default: Any, name: str) -> Any:
     """args[key] checked against `kind` (bool is not taken for a number), or `default`."""
     value = args.get(key)
     if value is None:
@@ -143,7 +138,7 @@ def _arg(args: dict, key: str, kind: type | tuple[type, ...], default: Any, name
     kinds = kind if isinstance(kind, tuple) else (kind,)
     if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
         want = " or ".join(k.__name__ for k in kinds)
-        raise _error(
+        raise located_error(
             f"dataset {name!r}: data.{key} must be {want}, got {value!r}",
             path=f"data.{key}",
             hint=f"write e.g. `{key}: {_example(kinds[0])}`",
@@ -155,10 +150,11 @@ def _example(kind: type) -> str:
     return {bool: "true", int: "1", float: "0.1", str: "my_folder"}.get(kind, "...")
 
 
-def _fraction(args: dict, key: str, default: float, name: str) -> float:
-    value = _arg(args, key, (float, int), default, name)
+def dataset_fraction(args: dict, key: str, default: float, name: str) -> float:
+    """args[key] as a fraction in [0, 1) (e.g. `val_fraction`), or `default`."""
+    value = dataset_arg(args, key, (float, int), default, name)
     if not 0 <= value < 1:
-        raise _error(
+        raise located_error(
             f"dataset {name!r}: data.{key} must be in [0, 1), got {value!r}",
             path=f"data.{key}",
             hint=f"e.g. `{key}: {default}`",
@@ -166,24 +162,43 @@ def _fraction(args: dict, key: str, default: float, name: str) -> float:
     return float(value)
 
 
-def _folder(root: Path, args: dict, default_dir: str | None, name: str) -> Path:
+def dataset_folder(root: Path, args: dict, default_dir: str | None, name: str) -> Path:
     """`args.folder` (relative to the data root, or absolute), else root/default_dir (or root)."""
-    folder = _arg(args, "folder", (str, os.PathLike), None, name)
+    folder = dataset_arg(args, "folder", (str, os.PathLike), None, name)
     if folder is not None:
         return root / Path(folder).expanduser()
     return root / default_dir if default_dir else root
 
 
-def _given(args: dict, key: str) -> bool:
+def arg_given(args: dict, key: str) -> bool:
+    """Whether the recipe set args[key] (a null counts as not set)."""
     return args.get(key) is not None
 
 
-def _root_hint(default_dir: str) -> str:
+def root_hint(default_dir: str) -> str:
+    """The tail of a missing-files hint: how to point the data root at the folder."""
     return f"or set data.root (or the environment variable ENGINE_DATA) to the folder holding {default_dir}/"
 
 
-def _where(folder: Path) -> str:
+def describe_folder(folder: Path) -> str:
+    """The folder for a message, flagged when it does not exist (the usual cause of missing files)."""
     return f"{folder}" if folder.is_dir() else f"{folder} (no such folder)"
+
+
+def min_freq_arg(args: dict, default: int, name: str) -> int:
+    """A text dataset's `min_freq`: how often a word must occur in training to get its own id."""
+    value = dataset_arg(args, "min_freq", int, default, name)
+    if value < 1:
+        raise located_error(f"dataset {name!r}: data.min_freq must be at least 1, got {value}",
+                            path="data.min_freq", hint="e.g. `min_freq: 2`")
+    return value
+
+
+def refuse_transform(transform, name: str) -> None:
+    """Text datasets take no image transforms: a recipe that gives them one is told so."""
+    if transform is not None:
+        raise located_error(f"dataset {name!r} is text: image transforms do not apply",
+                            path="data.transforms", hint="remove data.transforms")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -220,9 +235,10 @@ def three_way_split(labels: np.ndarray, seed: int, val_fraction: float, test_fra
     """Stratified train / val / test positions: test = round(test_fraction * n), val =
     round(val_fraction * n), train the rest."""
     if val_fraction + test_fraction >= 1:
-        raise _error(
+        raise located_error(
             f"val_fraction + test_fraction must be below 1, got {val_fraction} + {test_fraction}",
             hint="leave some data for training",
+            path="data",
         )
     n = len(labels)
     rest, test = stratified_holdout(labels, round(test_fraction * n), seed)

@@ -9,19 +9,19 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from engine.compiler.ir import located_error
 from engine.train.data.dataset_classes import ArrayDataset
 from engine.train.data.datasets import (
     DIGIT_CLASSES,
     TEST_FRACTION,
     VAL_FRACTION,
     DatasetInfo,
-    _arg,
-    _error,
-    _folder,
-    _fraction,
-    _given,
-    _root_hint,
-    _where,
+    arg_given,
+    dataset_arg,
+    dataset_folder,
+    dataset_fraction,
+    describe_folder,
+    root_hint,
     three_way_split,
     train_val_split,
 )
@@ -48,8 +48,8 @@ class Digits:
 
     def build(self, root: Path, split: str, seed: int, transform, args: dict) -> Dataset:
         images, labels = _load_digits()
-        val = _fraction(args, "val_fraction", VAL_FRACTION, "digits")
-        test = _fraction(args, "test_fraction", TEST_FRACTION, "digits")
+        val = dataset_fraction(args, "val_fraction", VAL_FRACTION, "digits")
+        test = dataset_fraction(args, "test_fraction", TEST_FRACTION, "digits")
         parts = three_way_split(labels.numpy(), seed, val, test)
         return ArrayDataset(images, labels, parts[split], transform, DIGIT_CLASSES)
 
@@ -71,10 +71,11 @@ def _load_usps(path: str) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
                 images = torch.from_numpy(data.reshape(-1, 1, 16, 16)).clamp_(0, 1)
                 out[part] = (images, torch.from_numpy(target))
     except (OSError, KeyError, ValueError) as e:
-        raise _error(
+        raise located_error(
             f"dataset 'usps': cannot read {path}: {e}",
             path,
             hint="expected HDF5 with train/data (N, 256), train/target, test/data, test/target",
+            path="data",
         ) from None
     return out
 
@@ -88,15 +89,16 @@ class Usps:
         return DatasetInfo(channels=1, size=16, classes=DIGIT_CLASSES, needs_root=True, default_dir="usps")
 
     def path(self, root: Path, args: dict) -> Path:
-        folder = _folder(root, args, "usps", self.name)
-        file = _arg(args, "file", str, "usps.h5", self.name)
-        if not (folder / file).is_file() and not _given(args, "folder") and (root / file).is_file():
+        folder = dataset_folder(root, args, "usps", self.name)
+        file = dataset_arg(args, "file", str, "usps.h5", self.name)
+        if not (folder / file).is_file() and not arg_given(args, "folder") and (root / file).is_file():
             folder = root
         if not (folder / file).is_file():
-            raise _error(
-                f"dataset 'usps': no {file} in {_where(folder)}",
+            raise located_error(
+                f"dataset 'usps': no {file} in {describe_folder(folder)}",
                 folder,
-                hint=f"put usps.h5 (HDF5 with train/ and test/ groups) there, {_root_hint('usps')}",
+                hint=f"put usps.h5 (HDF5 with train/ and test/ groups) there, {root_hint('usps')}",
+                path="data",
             )
         return folder / file
 
@@ -106,7 +108,7 @@ class Usps:
             images, labels = parts["test"]
             return ArrayDataset(images, labels, None, transform, DIGIT_CLASSES)
         images, labels = parts["train"]
-        val = _fraction(args, "val_fraction", VAL_FRACTION, self.name)
+        val = dataset_fraction(args, "val_fraction", VAL_FRACTION, self.name)
         cut = train_val_split(labels.numpy(), seed, val)
         return ArrayDataset(images, labels, cut[split], transform, DIGIT_CLASSES)
 

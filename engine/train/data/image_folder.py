@@ -9,15 +9,15 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import Dataset
 
+from engine.compiler.ir import located_error
 from engine.train.data.dataset_classes import FileImageDataset
 from engine.train.data.datasets import (
     VAL_FRACTION,
     DatasetInfo,
-    _arg,
-    _error,
-    _folder,
-    _fraction,
-    _where,
+    dataset_arg,
+    dataset_folder,
+    dataset_fraction,
+    describe_folder,
     train_val_split,
 )
 from engine.train.registry import DATASETS
@@ -47,20 +47,21 @@ class ImageFolder:
     name = "image_folder"
 
     def folder(self, root: Path, args: dict) -> Path:
-        folder = _folder(root, args, None, self.name)
+        folder = dataset_folder(root, args, None, self.name)
         if not (folder / "train").is_dir():
-            raise _error(
-                f"dataset 'image_folder': no train/ in {_where(folder)}",
+            raise located_error(
+                f"dataset 'image_folder': no train/ in {describe_folder(folder)}",
                 folder,
                 hint="lay images out as train/<class>/*.png (and val/, test/) and point data.folder "
                 "(or data.root, or the environment variable ENGINE_DATA) at that folder",
+                path="data",
             )
         return folder
 
     def channels(self, args: dict) -> int:
-        channels = _arg(args, "channels", int, 3, self.name)
+        channels = dataset_arg(args, "channels", int, 3, self.name)
         if channels not in (1, 3):
-            raise _error(
+            raise located_error(
                 f"dataset 'image_folder': data.channels must be 1 or 3, got {channels}",
                 path="data.channels",
                 hint="1 reads greyscale, 3 reads RGB",
@@ -70,10 +71,11 @@ class ImageFolder:
     def classes(self, folder: Path) -> list[str]:
         classes = _class_dirs(folder / "train")
         if not classes:
-            raise _error(
+            raise located_error(
                 f"dataset 'image_folder': no class folders in {folder / 'train'}",
                 folder / "train",
                 hint="put each class's images in its own subfolder: train/<class>/*.png",
+                path="data",
             )
         return classes
 
@@ -88,15 +90,16 @@ class ImageFolder:
         where = folder / split
         extra = sorted(set(_class_dirs(where)) - set(classes))
         if extra:
-            raise _error(
+            raise located_error(
                 f"dataset 'image_folder': {split}/ has classes not in train/: {', '.join(extra)}",
                 where,
                 hint="every class folder of val/ and test/ must also exist in train/",
+                path="data",
             )
         samples = list(_scan_folder(str(where), tuple(classes)))
         if not samples:
-            raise _error(f"dataset 'image_folder': no images in {where}", where,
-                         hint="supported: .png .jpg .jpeg .bmp .ppm .pgm .tif .tiff .webp")  # fmt: skip
+            raise located_error(f"dataset 'image_folder': no images in {where}", where, path="data",
+                                hint="supported: .png .jpg .jpeg .bmp .ppm .pgm .tif .tiff .webp")
         return samples
 
     def build(self, root: Path, split: str, seed: int, transform, args: dict) -> Dataset:
@@ -107,17 +110,18 @@ class ImageFolder:
             samples = self.samples(folder, split, classes)
         elif split == "val":
             train = self.samples(folder, "train", classes)
-            val = _fraction(args, "val_fraction", VAL_FRACTION, self.name)
+            val = dataset_fraction(args, "val_fraction", VAL_FRACTION, self.name)
             cut = train_val_split(np.array([label for _, label in train]), seed, val)
             samples = [train[i] for i in cut["val"]]
         else:
-            raise _error(
+            raise located_error(
                 f"dataset 'image_folder': no {split}/ in {folder}",
                 folder,
                 hint=f"add {split}/<class>/* images there",
+                path="data",
             )
         if split == "train" and not (folder / "val").is_dir():
-            val = _fraction(args, "val_fraction", VAL_FRACTION, self.name)
+            val = dataset_fraction(args, "val_fraction", VAL_FRACTION, self.name)
             cut = train_val_split(np.array([label for _, label in samples]), seed, val)
             samples = [samples[i] for i in cut["train"]]
         return FileImageDataset(samples, channels, transform, classes)

@@ -22,17 +22,19 @@ from pathlib import Path
 
 from torch.utils.data import Dataset
 
+from engine.compiler.ir import located_error
 from engine.train.data.datasets import (
     DatasetInfo,
-    _arg,
-    _error,
-    _folder,
-    _fraction,
-    _root_hint,
-    _where,
+    dataset_arg,
+    dataset_folder,
+    dataset_fraction,
+    describe_folder,
+    min_freq_arg,
+    refuse_transform,
+    root_hint,
     train_val_split,
 )
-from engine.train.data.multi30k import LabelledTextDataset, _min_freq, _no_transform
+from engine.train.data.multi30k import LabelledTextDataset
 from engine.train.data.text import EOS, PAD, Sequences, Vocab, cached_vocab, get_tokenizer, tokenize_lines
 from engine.train.registry import DATASETS
 
@@ -49,8 +51,8 @@ def _reviews(folder: Path, part: str) -> tuple[list[Path], list[int], list]:
     for label, cls in enumerate(CLASSES):
         directory = folder / part / cls
         if not directory.is_dir():
-            raise _error(f"dataset 'imdb': no {part}/{cls}/ in {_where(folder)}", directory,
-                         hint="expected the aclImdb layout {train,test}/{pos,neg}/*.txt")
+            raise located_error(f"dataset 'imdb': no {part}/{cls}/ in {describe_folder(folder)}", directory,
+                                hint="expected the aclImdb layout {train,test}/{pos,neg}/*.txt", path="data")
         with os.scandir(directory) as entries:
             found = sorted((e for e in entries if e.name.endswith(".txt")), key=lambda e: e.name)
         for entry in found:
@@ -69,28 +71,29 @@ class Imdb:
     name = "imdb"
 
     def _args(self, args: dict) -> tuple[int, int, bool, float]:
-        max_len = _arg(args, "max_len", int, 300, self.name)
+        max_len = dataset_arg(args, "max_len", int, 300, self.name)
         if max_len < 1:
-            raise _error(f"dataset 'imdb': data.max_len must be at least 1, got {max_len}",
-                         path="data.max_len", hint="e.g. `max_len: 300`")
-        return (max_len, _min_freq(args, 6, self.name), _arg(args, "lowercase", bool, True, self.name),
-                _fraction(args, "val_fraction", 0.1, self.name))
+            raise located_error(f"dataset 'imdb': data.max_len must be at least 1, got {max_len}",
+                                path="data.max_len", hint="e.g. `max_len: 300`")
+        return (max_len, min_freq_arg(args, 6, self.name),
+                dataset_arg(args, "lowercase", bool, True, self.name),
+                dataset_fraction(args, "val_fraction", 0.1, self.name))
 
     def folder(self, root: Path, args: dict) -> Path:
-        folder = _folder(root, args, DEFAULT_DIR, self.name)
-        if not (folder / "train").is_dir() and _arg(args, "download", bool, False, self.name):
+        folder = dataset_folder(root, args, DEFAULT_DIR, self.name)
+        if not (folder / "train").is_dir() and dataset_arg(args, "download", bool, False, self.name):
             from torchvision.datasets.utils import download_and_extract_archive
 
             try:
                 download_and_extract_archive(URL, download_root=str(folder.parent), md5=MD5)
             except OSError as err:  # no network (URLError is an OSError): say so, with the way out
-                raise _error(f"dataset 'imdb': cannot download {URL}: {err}", folder,
-                             hint=f"fetch it on a machine with internet and unpack it into "
-                             f"{_where(folder)}", path="data.root") from None
+                raise located_error(f"dataset 'imdb': cannot download {URL}: {err}", folder,
+                                    hint=f"fetch it on a machine with internet and unpack it into "
+                                    f"{describe_folder(folder)}", path="data.root") from None
         if not (folder / "train").is_dir():
-            raise _error(f"dataset 'imdb': no aclImdb data at {_where(folder)}", folder,
-                         hint=f"set `download: true` under data.args to fetch it ({URL}), or unpack "
-                         f"aclImdb_v1.tar.gz there, {_root_hint(DEFAULT_DIR)}", path="data.root")
+            raise located_error(f"dataset 'imdb': no aclImdb data at {describe_folder(folder)}", folder,
+                                hint=f"set `download: true` under data.args to fetch it ({URL}), or unpack "
+                                f"aclImdb_v1.tar.gz there, {root_hint(DEFAULT_DIR)}", path="data.root")
         return folder
 
     def tokens(self, folder: Path, part: str, lowercase: bool) -> tuple[list[list[str]], list[int]]:
@@ -114,7 +117,7 @@ class Imdb:
                            spec_params={"vocab": len(vocab), "pad": PAD})
 
     def build(self, root: Path, split: str, seed: int, transform, args: dict) -> Dataset:
-        _no_transform(transform, self.name)
+        refuse_transform(transform, self.name)
         max_len, _, lowercase, val_fraction = self._args(args)
         folder, vocab = self.vocab(root, args)
         tokens, labels = self.tokens(folder, "test" if split == "test" else "train", lowercase)

@@ -27,7 +27,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from engine.train.data.datasets import DatasetInfo, _arg, _error, _folder, _root_hint, _where
+from engine.compiler.ir import located_error
+from engine.train.data.datasets import DatasetInfo, dataset_arg, dataset_folder, describe_folder, root_hint
 from engine.train.registry import DATASETS
 
 SIDE = 512
@@ -50,9 +51,9 @@ def _load(folder: str) -> tuple[Tensor, Tensor]:
                 with Image.open(path) as img:
                     out.append(np.asarray(img.convert("L")))
             except OSError as e:
-                raise _error(f"dataset 'isbi_membrane': cannot read {path}: {e}", path,
-                             hint=f"expected train/image/0..29.png and train/label/0..29.png, "
-                             f"{_root_hint('isbi2012_membrane')}") from None
+                raise located_error(f"dataset 'isbi_membrane': cannot read {path}: {e}", path,
+                                    hint=f"expected train/image/0..29.png and train/label/0..29.png, "
+                                    f"{root_hint('isbi2012_membrane')}", path="data") from None
     image = torch.from_numpy(np.stack(images)).unsqueeze(1)
     mask = torch.from_numpy((np.stack(masks) < 128).astype(np.int64))  # black = membrane
     return image, mask
@@ -107,24 +108,25 @@ class IsbiMembrane:
                            default_dir="isbi2012_membrane")
 
     def folder(self, root: Path, args: dict) -> Path:
-        folder = _folder(root, args, "isbi2012_membrane", self.name)
+        folder = dataset_folder(root, args, "isbi2012_membrane", self.name)
         if not (folder / "train" / "image").is_dir():
-            raise _error(f"dataset 'isbi_membrane': no train/image/ in {_where(folder)}", folder,
-                         hint=f"put the ISBI 2012 PNGs there, {_root_hint('isbi2012_membrane')}")
+            raise located_error(f"dataset 'isbi_membrane': no train/image/ in {describe_folder(folder)}",
+                                folder, path="data",
+                                hint=f"put the ISBI 2012 PNGs there, {root_hint('isbi2012_membrane')}")
         return folder
 
     def side(self, args: dict, key: str, default: int | None) -> int | None:
-        value = _arg(args, key, int, default, self.name)
+        value = dataset_arg(args, key, int, default, self.name)
         if value is not None and not 1 <= value <= SIDE:
-            raise _error(f"dataset 'isbi_membrane': data.{key} must be in 1..{SIDE}, got {value}",
-                         path=f"data.{key}", hint=f"e.g. `{key}: 256`")
+            raise located_error(f"dataset 'isbi_membrane': data.{key} must be in 1..{SIDE}, got {value}",
+                                path=f"data.{key}", hint=f"e.g. `{key}: 256`")
         return value
 
     def build(self, root: Path, split: str, seed: int, transform, args: dict) -> Dataset:
         images, masks = _load(str(self.folder(root, args)))
-        flip = _arg(args, "flip", bool, True, self.name)
+        flip = dataset_arg(args, "flip", bool, True, self.name)
         if split == "train":
-            repeat = _arg(args, "repeat", int, 1, self.name)
+            repeat = dataset_arg(args, "repeat", int, 1, self.name)
             return MembraneDataset(images, masks, list(TRAIN), self.side(args, "crop", 256),
                                    True, flip, max(1, repeat), transform)
         return MembraneDataset(images, masks, list(HELD_OUT), self.side(args, "eval_crop", None),

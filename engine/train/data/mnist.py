@@ -10,19 +10,19 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from engine.compiler.ir import located_error
 from engine.train.data.dataset_classes import ArrayDataset
 from engine.train.data.datasets import (
     DIGIT_CLASSES,
     TEST_FRACTION,
     VAL_FRACTION,
     DatasetInfo,
-    _arg,
-    _error,
-    _folder,
-    _fraction,
-    _given,
-    _root_hint,
-    _where,
+    arg_given,
+    dataset_arg,
+    dataset_folder,
+    dataset_fraction,
+    describe_folder,
+    root_hint,
     three_way_split,
     train_val_split,
 )
@@ -43,26 +43,29 @@ def read_idx(path: str | Path, magic: int | None = None) -> np.ndarray:
         with opener(path, "rb") as f:
             data = f.read()
     except (OSError, EOFError) as e:
-        raise _error(f"cannot read IDX file {path.name}: {e}", path) from None
+        raise located_error(f"cannot read IDX file {path.name}: {e}", path, path="data") from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in IDX_DTYPES:
-        raise _error(
+        raise located_error(
             f"{path.name} is not an IDX file (magic {data[:4].hex() or 'missing'})",
             path,
             hint="expected the MNIST files from yann.lecun.com (magic 00000803 images, 00000801 labels)",
+            path="data",
         )
     rank = data[3]
     if magic is not None and int.from_bytes(data[:4], "big") != magic:
-        raise _error(
+        raise located_error(
             f"{path.name}: IDX magic 0x{data[:4].hex()}, expected 0x{magic:08x}",
             path,
             hint="MNIST images have magic 00000803 (uint8, 3 dims), labels 00000801 (uint8, 1 dim)",
+            path="data",
         )
     header = 4 + 4 * rank
     dims = tuple(int.from_bytes(data[4 + 4 * k : 8 + 4 * k], "big") for k in range(rank))
     dtype = np.dtype(IDX_DTYPES[data[2]])
     expected = int(np.prod(dims)) * dtype.itemsize
     if len(data) - header != expected:
-        raise _error(f"{path.name}: {len(data) - header} data bytes, header {dims} needs {expected}", path)
+        raise located_error(f"{path.name}: {len(data) - header} data bytes, header {dims} needs {expected}",
+                            path, path="data")
     return np.frombuffer(data, dtype=dtype, offset=header).reshape(dims)
 
 
@@ -71,7 +74,7 @@ def _load_idx_pair(images_path: str, labels_path: str) -> tuple[torch.Tensor, to
     images = read_idx(images_path, magic=0x00000803)
     labels = read_idx(labels_path, magic=0x00000801)
     if len(images) != len(labels):
-        raise _error(f"{len(images)} images but {len(labels)} labels", labels_path)
+        raise located_error(f"{len(images)} images but {len(labels)} labels", labels_path, path="data")
     return torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))
 
 
@@ -104,12 +107,12 @@ class Mnist:
         return DatasetInfo(channels=1, size=28, classes=DIGIT_CLASSES, needs_root=True, default_dir="mnist")
 
     def files(self, root: Path, args: dict) -> tuple[Path, dict[str, Path]]:
-        folder = _folder(root, args, "mnist", self.name)
+        folder = dataset_folder(root, args, "mnist", self.name)
         found = _find_mnist(folder)
-        if not found and not _given(args, "folder") and _find_mnist(root):
+        if not found and not arg_given(args, "folder") and _find_mnist(root):
             folder, found = root, _find_mnist(root)
         full = len(found) == 4
-        if not full and _arg(args, "download", bool, False, self.name):
+        if not full and dataset_arg(args, "download", bool, False, self.name):
             self.download(folder)
             found = _find_mnist(folder)
             full = len(found) == 4
@@ -117,11 +120,12 @@ class Mnist:
             return folder, found
         names = ", ".join(s + ".gz" for s in MNIST_FILES.values())
         have = f" (found only {', '.join(p.name for p in found.values())})" if found else ""
-        raise _error(
-            f"dataset 'mnist': no MNIST files in {_where(folder)}{have}",
+        raise located_error(
+            f"dataset 'mnist': no MNIST files in {describe_folder(folder)}{have}",
             folder,
-            hint=f"put the IDX files ({names}; or only the two t10k-* ones) there, {_root_hint('mnist')}, "
+            hint=f"put the IDX files ({names}; or only the two t10k-* ones) there, {root_hint('mnist')}, "
             "or set data.download: true (needs internet)",
+            path="data",
         )
 
     def download(self, folder: Path) -> None:
@@ -132,18 +136,19 @@ class Mnist:
             for train in (True, False):
                 MNIST(str(folder), train=train, download=True)
         except Exception as e:  # noqa: BLE001 - any download failure becomes a readable error
-            raise _error(
+            raise located_error(
                 f"dataset 'mnist': download into {folder} failed: {e}",
                 folder,
                 hint="check the internet connection, or put the IDX files there by hand",
+                path="data",
             ) from None
 
     def build(self, root: Path, split: str, seed: int, transform, args: dict) -> Dataset:
         folder, found = self.files(root, args)
         test_images, test_labels = _load_idx_pair(str(found["test_images"]), str(found["test_labels"]))
-        val = _fraction(args, "val_fraction", VAL_FRACTION, self.name)
+        val = dataset_fraction(args, "val_fraction", VAL_FRACTION, self.name)
         if len(found) < 4:  # only the official test set: cut train / val / test from it
-            test = _fraction(args, "test_fraction", TEST_FRACTION, self.name)
+            test = dataset_fraction(args, "test_fraction", TEST_FRACTION, self.name)
             parts = three_way_split(test_labels.numpy(), seed, val, test)
             return ArrayDataset(test_images, test_labels, parts[split], transform, DIGIT_CLASSES)
         if split == "test":

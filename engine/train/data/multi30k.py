@@ -35,7 +35,16 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from engine.train.data.datasets import DatasetInfo, _arg, _error, _folder, _root_hint, _where
+from engine.compiler.ir import located_error
+from engine.train.data.datasets import (
+    DatasetInfo,
+    dataset_arg,
+    dataset_folder,
+    describe_folder,
+    min_freq_arg,
+    refuse_transform,
+    root_hint,
+)
 from engine.train.data.text import (
     EOS,
     PAD,
@@ -61,20 +70,21 @@ DEFAULT_DIR = "multi30k"
 
 
 def multi30k_folder(root: Path, args: dict, name: str) -> Path:
-    folder = _folder(root, args, DEFAULT_DIR, name)
+    folder = dataset_folder(root, args, DEFAULT_DIR, name)
     if not folder.is_dir():
-        raise _error(f"dataset {name!r}: no Multi30k folder at {_where(folder)}", folder,
-                     hint=f"put {{train,val,test_2016_flickr}}.{{en,de,fr}}.gz there, "
-                     f"{_root_hint(DEFAULT_DIR)}", path="data.root")
+        raise located_error(f"dataset {name!r}: no Multi30k folder at {describe_folder(folder)}",
+                            folder, path="data.root",
+                            hint=f"put {{train,val,test_2016_flickr}}.{{en,de,fr}}.gz there, "
+                            f"{root_hint(DEFAULT_DIR)}")
     return folder
 
 
 def split_file(folder: Path, split: str, lang: str, name: str) -> Path:
     path = folder / f"{FILES[split]}.{lang}.gz"
     if not path.is_file():
-        raise _error(f"dataset {name!r}: missing file {path.name} in {folder}", path,
-                     hint=f"the {split} split reads {path.name}; {_root_hint(DEFAULT_DIR)}",
-                     path="data.root")
+        raise located_error(f"dataset {name!r}: missing file {path.name} in {folder}", path,
+                            hint=f"the {split} split reads {path.name}; {root_hint(DEFAULT_DIR)}",
+                            path="data.root")
     return path
 
 
@@ -84,8 +94,8 @@ def _read_lines(path: str, key: tuple) -> tuple[str, ...]:
         with gzip.open(path, "rt", encoding="utf-8", newline="") as f:
             text = f.read()
     except (OSError, EOFError, UnicodeDecodeError) as e:
-        raise _error(f"cannot read {Path(path).name}: {e}", path,
-                     hint="expected gzip-compressed UTF-8 text, one sentence per line") from None
+        raise located_error(f"cannot read {Path(path).name}: {e}", path, path="data",
+                            hint="expected gzip-compressed UTF-8 text, one sentence per line") from None
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
@@ -117,25 +127,11 @@ def train_vocab(folder: Path, langs: Sequence[str], lowercase: bool, min_freq: i
 
 
 def _lang(args: dict, key: str, default: str, name: str) -> str:
-    lang = _arg(args, key, str, default, name)
+    lang = dataset_arg(args, key, str, default, name)
     if lang not in LANGS:
-        raise _error(f"dataset {name!r}: unknown language {lang!r} in data.args.{key}",
-                     path=f"data.{key}", hint=f"Multi30k has {', '.join(LANGS)}")
+        raise located_error(f"dataset {name!r}: unknown language {lang!r} in data.args.{key}",
+                            path=f"data.{key}", hint=f"Multi30k has {', '.join(LANGS)}")
     return lang
-
-
-def _min_freq(args: dict, default: int, name: str) -> int:
-    value = _arg(args, "min_freq", int, default, name)
-    if value < 1:
-        raise _error(f"dataset {name!r}: data.min_freq must be at least 1, got {value}",
-                     path="data.min_freq", hint="e.g. `min_freq: 2`")
-    return value
-
-
-def _no_transform(transform, name: str) -> None:
-    if transform is not None:
-        raise _error(f"dataset {name!r} is text: image transforms do not apply",
-                     path="data.transforms", hint="remove data.transforms")
 
 
 def _ids(ids: list[int]) -> Tensor:
@@ -180,14 +176,14 @@ class Multi30k:
         src = _lang(args, "src", "de", self.name)
         tgt = _lang(args, "tgt", "en", self.name)
         if src == tgt:
-            raise _error(f"dataset 'multi30k': src and tgt are both {src!r}", path="data.tgt",
-                         hint="translate between two languages, e.g. `src: de`, `tgt: en`")
-        min_freq = _min_freq(args, 2, self.name)
-        lowercase = _arg(args, "lowercase", bool, False, self.name)
-        max_len = _arg(args, "max_len", int, None, self.name)
+            raise located_error(f"dataset 'multi30k': src and tgt are both {src!r}", path="data.tgt",
+                                hint="translate between two languages, e.g. `src: de`, `tgt: en`")
+        min_freq = min_freq_arg(args, 2, self.name)
+        lowercase = dataset_arg(args, "lowercase", bool, False, self.name)
+        max_len = dataset_arg(args, "max_len", int, None, self.name)
         if max_len is not None and max_len < 1:
-            raise _error(f"dataset 'multi30k': data.max_len must be at least 1, got {max_len}",
-                         path="data.max_len", hint="e.g. `max_len: 50`, or leave it out")
+            raise located_error(f"dataset 'multi30k': data.max_len must be at least 1, got {max_len}",
+                                path="data.max_len", hint="e.g. `max_len: 50`, or leave it out")
         return src, tgt, min_freq, lowercase, max_len
 
     def vocabs(self, root: Path, args: dict) -> tuple[Path, Vocab, Vocab]:
@@ -203,7 +199,7 @@ class Multi30k:
                                         "pad": PAD})
 
     def build(self, root: Path, split: str, seed: int, transform, args: dict) -> Dataset:
-        _no_transform(transform, self.name)
+        refuse_transform(transform, self.name)
         src, tgt, min_freq, lowercase, max_len = self._args(args)
         folder, src_vocab, tgt_vocab = self.vocabs(root, args)
         return _translation(str(folder), split, src, tgt, lowercase, max_len if split == "train" else None,
@@ -217,9 +213,9 @@ def _translation(folder: str, split: str, src: str, tgt: str, lowercase: bool, m
     sources = read_lines(split_file(path, split, src, name))
     references = read_lines(split_file(path, split, tgt, name))
     if len(sources) != len(references):
-        raise _error(f"dataset 'multi30k': {FILES[split]}.{src}.gz has {len(sources)} lines but "
-                     f"{FILES[split]}.{tgt}.gz has {len(references)}", path,
-                     hint="the files of a split must be line-aligned")
+        raise located_error(f"dataset 'multi30k': {FILES[split]}.{src}.gz has {len(sources)} lines but "
+                            f"{FILES[split]}.{tgt}.gz has {len(references)}", path,
+                            hint="the files of a split must be line-aligned", path="data")
     src_tokens = tokenized(path, split, src, lowercase, name)
     tgt_tokens = tokenized(path, split, tgt, lowercase, name)
     keep = [i for i in range(len(sources))
@@ -256,15 +252,17 @@ class Multi30kLangId:
     name = "multi30k_langid"
 
     def _args(self, args: dict) -> tuple[list[str], int, bool]:
-        languages = _arg(args, "languages", list, list(LANGS), self.name)
+        languages = dataset_arg(args, "languages", list, list(LANGS), self.name)
         if not languages or len(set(languages)) != len(languages):
-            raise _error(f"dataset {self.name!r}: data.languages must list distinct languages, "
-                         f"got {languages!r}", path="data.languages", hint="e.g. `languages: [en, de, fr]`")
+            raise located_error(f"dataset {self.name!r}: data.languages must list distinct languages, "
+                                f"got {languages!r}", path="data.languages",
+                                hint="e.g. `languages: [en, de, fr]`")
         for lang in languages:
             if lang not in LANGS:
-                raise _error(f"dataset {self.name!r}: unknown language {lang!r} in data.languages",
-                             path="data.languages", hint=f"Multi30k has {', '.join(LANGS)}")
-        return list(languages), _min_freq(args, 2, self.name), _arg(args, "lowercase", bool, True, self.name)
+                raise located_error(f"dataset {self.name!r}: unknown language {lang!r} in data.languages",
+                                    path="data.languages", hint=f"Multi30k has {', '.join(LANGS)}")
+        return (list(languages), min_freq_arg(args, 2, self.name),
+                dataset_arg(args, "lowercase", bool, True, self.name))
 
     def vocab(self, root: Path, args: dict) -> tuple[Path, Vocab]:
         languages, min_freq, lowercase = self._args(args)
@@ -278,7 +276,7 @@ class Multi30kLangId:
                            default_dir=DEFAULT_DIR, spec_params={"vocab": len(vocab), "pad": PAD})
 
     def build(self, root: Path, split: str, seed: int, transform, args: dict) -> Dataset:
-        _no_transform(transform, self.name)
+        refuse_transform(transform, self.name)
         languages, _, lowercase = self._args(args)
         folder, vocab = self.vocab(root, args)
         ids, labels = [], []
@@ -322,8 +320,8 @@ class Multi30kLM:
     name = "multi30k_lm"
 
     def _args(self, args: dict) -> tuple[str, int, bool]:
-        return (_lang(args, "lang", "en", self.name), _min_freq(args, 3, self.name),
-                _arg(args, "lowercase", bool, True, self.name))
+        return (_lang(args, "lang", "en", self.name), min_freq_arg(args, 3, self.name),
+                dataset_arg(args, "lowercase", bool, True, self.name))
 
     def vocab(self, root: Path, args: dict) -> tuple[Path, Vocab]:
         lang, min_freq, lowercase = self._args(args)
@@ -336,7 +334,7 @@ class Multi30kLM:
                            spec_params={"vocab": len(vocab), "pad": PAD})
 
     def build(self, root: Path, split: str, seed: int, transform, args: dict) -> Dataset:
-        _no_transform(transform, self.name)
+        refuse_transform(transform, self.name)
         lang, _, lowercase = self._args(args)
         folder, vocab = self.vocab(root, args)
         sentences = list(read_lines(split_file(folder, split, lang, self.name)))

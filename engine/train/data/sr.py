@@ -46,7 +46,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from engine.train.data.datasets import DatasetInfo, _arg, _error, _folder, _root_hint, _where
+from engine.compiler.ir import located_error
+from engine.train.data.datasets import DatasetInfo, dataset_arg, dataset_folder, describe_folder, root_hint
 from engine.train.registry import DATASETS
 
 FOLDER = "sr_benchmarks"
@@ -61,15 +62,16 @@ def load_set(folder: str, name: str) -> tuple[tuple[str, np.ndarray], ...]:
 
     paths = sorted(Path(folder, name).glob("*.png"))
     if not paths:
-        raise _error(f"no PNG images in {_where(Path(folder, name))}", Path(folder, name),
-                     hint=f"put the {name} PNGs there, {_root_hint(FOLDER)}")
+        raise located_error(f"no PNG images in {describe_folder(Path(folder, name))}", Path(folder, name),
+                            path="data", hint=f"put the {name} PNGs there, {root_hint(FOLDER)}")
     out = []
     for path in paths:
         try:
             with Image.open(path) as img:
                 out.append((path.stem, np.asarray(img.convert("RGB")).copy()))
         except OSError as e:
-            raise _error(f"cannot read {path}: {e}", path, hint=_root_hint(FOLDER)) from None
+            raise located_error(f"cannot read {path}: {e}", path, path="data",
+                                hint=root_hint(FOLDER)) from None
     return tuple(out)
 
 
@@ -191,20 +193,20 @@ class _SRSource:
     multi_scale = False  # `scale: [2, 3, 4]` allowed
 
     def set_name(self, args: dict) -> str:
-        value = _arg(args, "set", str, self.default_set, self.name)
+        value = dataset_arg(args, "set", str, self.default_set, self.name)
         if value is None:
-            raise _error(f"dataset {self.name!r}: data.set is required", path="data.set",
-                         hint=f"one of {', '.join(SETS)}")
+            raise located_error(f"dataset {self.name!r}: data.set is required", path="data.set",
+                                hint=f"one of {', '.join(SETS)}")
         if value not in SETS:
-            raise _error(f"dataset {self.name!r}: unknown set {value!r}", path="data.set",
-                         hint=f"use one of {', '.join(SETS)}")
+            raise located_error(f"dataset {self.name!r}: unknown set {value!r}", path="data.set",
+                                hint=f"use one of {', '.join(SETS)}")
         return value
 
     def scale(self, args: dict) -> int:
-        value = _arg(args, "scale", int, None, self.name)
+        value = dataset_arg(args, "scale", int, None, self.name)
         if value not in SCALES:
             got = "data.scale is required" if value is None else f"data.scale must be 2, 3 or 4, got {value}"
-            raise _error(f"dataset {self.name!r}: {got}", path="data.scale", hint="e.g. `scale: 4`")
+            raise located_error(f"dataset {self.name!r}: {got}", path="data.scale", hint="e.g. `scale: 4`")
         return value
 
     def scales(self, args: dict) -> tuple[int, ...]:
@@ -213,19 +215,19 @@ class _SRSource:
         if not isinstance(value, list):
             return (self.scale(args),)
         if not self.multi_scale:
-            raise _error(f"dataset {self.name!r}: data.scale must be one scale here, got {value}",
-                         path="data.scale", hint="e.g. `scale: 4`; evaluate each scale in turn")
+            raise located_error(f"dataset {self.name!r}: data.scale must be one scale here, got {value}",
+                                path="data.scale", hint="e.g. `scale: 4`; evaluate each scale in turn")
         if not value or len(set(value)) != len(value):
-            raise _error(f"dataset {self.name!r}: data.scale lists must hold distinct scales, got "
-                         f"{value}", path="data.scale", hint="e.g. `scale: [2, 3, 4]`")
+            raise located_error(f"dataset {self.name!r}: data.scale lists must hold distinct scales, got "
+                                f"{value}", path="data.scale", hint="e.g. `scale: [2, 3, 4]`")
         return tuple(self.scale({"scale": v}) for v in value)
 
     def images(self, root: Path, args: dict) -> tuple[tuple[str, np.ndarray], ...]:
-        folder = _folder(root, args, FOLDER, self.name)
+        folder = dataset_folder(root, args, FOLDER, self.name)
         name = self.set_name(args)
         if not (folder / name).is_dir():
-            raise _error(f"dataset {self.name!r}: no {name}/ in {_where(folder)}", folder,
-                         hint=f"put the {name} PNGs there, {_root_hint(FOLDER)}")
+            raise located_error(f"dataset {self.name!r}: no {name}/ in {describe_folder(folder)}", folder,
+                                path="data", hint=f"put the {name} PNGs there, {root_hint(FOLDER)}")
         return load_set(str(folder), name)
 
     def info(self, root: Path, args: dict) -> DatasetInfo:
@@ -239,9 +241,9 @@ class _SRSource:
 
     def no_transform(self, transform) -> None:
         if transform is not None:
-            raise _error(f"dataset {self.name!r} takes no data.transforms", path="data.transforms",
-                         hint="an image transform would change one side of the (lr, hr) pair only; "
-                         "remove it")
+            raise located_error(f"dataset {self.name!r} takes no data.transforms", path="data.transforms",
+                                hint="an image transform would change one side of the (lr, hr) pair only; "
+                                "remove it")
 
 
 class SRBenchmark(_SRSource):
@@ -261,28 +263,28 @@ class SRPatches(_SRSource):
     def build(self, root: Path, split: str, seed: int, transform, args: dict) -> Dataset:
         self.no_transform(transform)
         scales = self.scales(args)
-        patch = _arg(args, "patch", int, 96, self.name)
+        patch = dataset_arg(args, "patch", int, 96, self.name)
         step = math.lcm(*scales)
         if patch < step or patch % step:
             what = f"the scale ({scales[0]})" if len(scales) == 1 else f"every scale ({step})"
-            raise _error(f"dataset 'sr_patches': data.patch ({patch}) must be a positive multiple of "
-                         f"{what}", path="data.patch",
-                         hint=f"e.g. `patch: {max(1, round(patch / step)) * step}`")
-        repeat = _arg(args, "repeat", int, 16, self.name)
+            raise located_error(f"dataset 'sr_patches': data.patch ({patch}) must be a positive multiple of "
+                                f"{what}", path="data.patch",
+                                hint=f"e.g. `patch: {max(1, round(patch / step)) * step}`")
+        repeat = dataset_arg(args, "repeat", int, 16, self.name)
         if repeat < 1:
-            raise _error(f"dataset 'sr_patches': data.repeat must be >= 1, got {repeat}",
-                         path="data.repeat", hint="e.g. `repeat: 16`")
-        flip = _arg(args, "flip", bool, True, self.name)
+            raise located_error(f"dataset 'sr_patches': data.repeat must be >= 1, got {repeat}",
+                                path="data.repeat", hint="e.g. `repeat: 16`")
+        flip = dataset_arg(args, "flip", bool, True, self.name)
         images = [im for _, im in self.images(root, args)]
-        held = _arg(args, "val_images", int, 8, self.name)
+        held = dataset_arg(args, "val_images", int, 8, self.name)
         if not 1 <= held < len(images):
-            raise _error(f"dataset 'sr_patches': data.val_images must be in 1..{len(images) - 1} "
-                         f"(the set has {len(images)} images), got {held}", path="data.val_images",
-                         hint="e.g. `val_images: 8`")
+            raise located_error(f"dataset 'sr_patches': data.val_images must be in 1..{len(images) - 1} "
+                                f"(the set has {len(images)} images), got {held}", path="data.val_images",
+                                hint="e.g. `val_images: 8`")
         smallest = min(min(im.shape[:2]) for im in images)
         if patch > smallest:
-            raise _error(f"dataset 'sr_patches': data.patch ({patch}) is larger than the smallest "
-                         f"image side ({smallest})", path="data.patch", hint="e.g. `patch: 96`")
+            raise located_error(f"dataset 'sr_patches': data.patch ({patch}) is larger than the smallest "
+                                f"image side ({smallest})", path="data.patch", hint="e.g. `patch: 96`")
         if split == "train":
             return PatchDataset(images[:-held], scales, patch, True, flip, repeat)
         return PatchDataset(images[-held:], scales, patch, False, False, 1)

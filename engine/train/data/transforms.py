@@ -112,7 +112,8 @@ def _entry_name(item: Any) -> Any:
     return None
 
 
-def _error(message: str, hint: str = "") -> ArgError:
+def _arg_error(message: str, hint: str = "") -> ArgError:
+    # an ArgError, not a SpecError: _build collects one per list entry and locates it there
     e = ArgError(message)
     if hint:
         e.hint = hint  # type: ignore[attr-defined]
@@ -125,12 +126,12 @@ def _build_one(item: Any) -> Callable:
     elif isinstance(item, dict) and len(item) == 1:
         name, value = next(iter(item.items()))
     else:
-        raise _error(
+        raise _arg_error(
             f"a transform entry is a name or a one-key mapping, got {item!r}",
             hint="write e.g. `- horizontal_flip`, `- resize: 32`, `- {random_crop: {size: 28, padding: 2}}`",
         )
     if not isinstance(name, str) or name not in TRANSFORMS:
-        raise _error(f"unknown transform {name!r}", hint=TRANSFORMS.hint(str(name)))
+        raise _arg_error(f"unknown transform {name!r}", hint=TRANSFORMS.hint(str(name)))
     spec: TransformDef = TRANSFORMS.get(name)
     params = spec.params()
     if value is None:
@@ -140,25 +141,25 @@ def _build_one(item: Any) -> Callable:
     elif spec.primary is not None:
         kwargs = {spec.primary: value}
     else:
-        raise _error(
+        raise _arg_error(
             f"transform {name!r} takes its arguments as a mapping, got {value!r}",
             hint=f"write {{{name}: {{{', '.join(p + ': ...' for p in params)}}}}}",
         )
     unknown = [k for k in kwargs if k not in params]
     if unknown:
-        raise _error(
+        raise _arg_error(
             f"transform {name!r} has no argument {', '.join(repr(str(k)) for k in unknown)}",
             hint=f"arguments: {', '.join(params)}; usage: {spec.usage()}",
         )
     missing = [p for p, v in params.items() if v.default is inspect.Parameter.empty and p not in kwargs]
     if missing:
-        raise _error(f"transform {name!r} needs {', '.join(missing)}", hint=f"usage: {spec.usage()}")
+        raise _arg_error(f"transform {name!r} needs {', '.join(missing)}", hint=f"usage: {spec.usage()}")
     try:
         return spec.factory(**kwargs)
     except ArgError as e:
-        raise _error(f"transform {name!r}: {e}", hint=f"usage: {spec.usage()}") from None
+        raise _arg_error(f"transform {name!r}: {e}", hint=f"usage: {spec.usage()}") from None
     except (TypeError, ValueError) as e:  # torchvision's own checks
-        raise _error(f"transform {name!r}: {e}", hint=f"usage: {spec.usage()}") from None
+        raise _arg_error(f"transform {name!r}: {e}", hint=f"usage: {spec.usage()}") from None
 
 
 # ---------------------------------------------------------------------------------------------

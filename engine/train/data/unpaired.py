@@ -20,7 +20,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from engine.train.data.datasets import DatasetInfo, _arg, _error, build_dataset, dataset_info
+from engine.compiler.ir import located_error
+from engine.train.data.datasets import DatasetInfo, build_dataset, dataset_arg, dataset_info
 from engine.train.registry import DATASETS
 
 SPLIT_SALT = {"train": 0, "val": 1, "test": 2}
@@ -68,14 +69,14 @@ class Unpaired:
     name = "unpaired"
 
     def names(self, args: dict) -> tuple[str, str]:
-        a, b = _arg(args, "a", str, None, self.name), _arg(args, "b", str, None, self.name)
+        a, b = dataset_arg(args, "a", str, None, self.name), dataset_arg(args, "b", str, None, self.name)
         if a is None or b is None:
-            raise _error("dataset 'unpaired' needs data.args.a and data.args.b (two dataset "
-                         "names)", path="data.args", hint="write e.g. `args: {a: mnist, b: usps}`")
+            raise located_error("dataset 'unpaired' needs data.args.a and data.args.b (two dataset "
+                                "names)", path="data.args", hint="write e.g. `args: {a: mnist, b: usps}`")
         for key, value in (("a", a), ("b", b)):
             if value not in DATASETS or value == self.name:
-                raise _error(f"dataset 'unpaired': data.args.{key} names no dataset: {value!r}",
-                             path=f"data.args.{key}", hint=DATASETS.hint(value))
+                raise located_error(f"dataset 'unpaired': data.args.{key} names no dataset: {value!r}",
+                                    path=f"data.args.{key}", hint=DATASETS.hint(value))
         return a, b
 
     def info(self, root: Path, args: dict) -> DatasetInfo:
@@ -83,10 +84,10 @@ class Unpaired:
         info_a = dataset_info(a, root, args.get("a_args"))
         info_b = dataset_info(b, root, args.get("b_args"))
         if info_a.channels != info_b.channels:  # the generators map C channels to C channels
-            raise _error(f"dataset 'unpaired': {a} has {info_a.channels} channels, {b} "
-                         f"{info_b.channels}", path="data.args",
-                         hint="pair datasets with the same number of channels")
-        return DatasetInfo(channels=2 * info_a.channels, size=_arg(args, "size", int, 32, self.name),
+            raise located_error(f"dataset 'unpaired': {a} has {info_a.channels} channels, {b} "
+                                f"{info_b.channels}", path="data.args",
+                                hint="pair datasets with the same number of channels")
+        return DatasetInfo(channels=2 * info_a.channels, size=dataset_arg(args, "size", int, 32, self.name),
                            classes=info_a.classes, needs_root=info_a.needs_root or info_b.needs_root,
                            default_dir=None)
 
@@ -94,7 +95,7 @@ class Unpaired:
                 args: dict) -> tuple[ResizedDataset, ResizedDataset]:
         """The split of A and of B, each resized (what the unpaired items are made of)."""
         a, b = self.names(args)
-        size = _arg(args, "size", int, 32, self.name)
+        size = dataset_arg(args, "size", int, 32, self.name)
         self.info(root, args)  # checks the channel counts
         return (ResizedDataset(build_dataset(a, root, split, seed, transform, args.get("a_args")),
                                size),

@@ -7,7 +7,7 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.compiler.ir import Diagnostic, Graph, Node, SpecError
+from engine.compiler.ir import Graph, Node, SpecError, located_error
 
 REQUIRED = inspect.Parameter.empty  # a constructor argument without a default
 # The loop variable of an init loop: its name is only chosen when the class is written, once the
@@ -23,7 +23,7 @@ SECTIONS = {  # what follows the layers in an __init__, in this order, with its 
 
 def codegen_error(node: Node, message: str, hint: str = "") -> SpecError:
     """The error a spec that cannot be written out raises, located at `node`."""
-    return SpecError([Diagnostic(f"codegen: {message}", node.loc, node.path, hint)])
+    return located_error(f"codegen: {message}", node.loc, node.path, hint)
 
 
 # ---- tokens: a class body before its literals are written ----------------------------------

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.views.diff.records import (
-    _NUMBERED,
     ADDED,
     CHANGED,
     REMOVED,
@@ -18,7 +17,8 @@ from engine.views.diff.records import (
     NetworkDiff,
     NodeChange,
     WeightTransfer,
-    _ranges,
+    run_label,
+    same_run,
 )
 from engine.views.summary import human
 
@@ -195,8 +195,7 @@ def _merge(items: list[_Item]) -> list[_Item]:
         item.names = [name]
         item.kids = _merge(item.kids)
         last = out[-1] if out else None
-        m, lm = _NUMBERED.match(name), _NUMBERED.match(last.names[-1]) if last else None
-        if last is not None and m and lm and m.group(1) == lm.group(1) \
+        if last is not None and same_run(name, last.names[-1]) \
                 and last.fingerprint() == item.fingerprint():
             last.names.append(name)
         else:
@@ -206,10 +205,7 @@ def _merge(items: list[_Item]) -> list[_Item]:
 
 def _render(items: list[_Item], parent: str, level: int, out: list[str]) -> None:
     for item in items:
-        name = item.names[0]
-        if len(item.names) > 1:
-            name = _NUMBERED.match(name).group(1) + _ranges(
-                [int(_NUMBERED.match(n).group(2)) for n in item.names])
+        name = run_label(item.names) if len(item.names) > 1 else item.names[0]
         label = f"{parent}.{name}" if parent else name
         c = item.change
         op = f"{c.op} x{c.repeat[1]}" if c.repeat else c.op

@@ -8,7 +8,6 @@ from typing import Any
 from blocks.registry import INFERRED, lookup
 from engine.compiler.ir import Deferred, Graph, Node, Ref, Shaped
 from engine.views.diff.records import (
-    _NUMBERED,
     ADDED,
     CHANGED,
     REMOVED,
@@ -18,9 +17,10 @@ from engine.views.diff.records import (
     Group,
     NetworkDiff,
     NodeChange,
-    _ranges,
+    run_label,
+    same_run,
 )
-from engine.views.diff.weights import _weights
+from engine.views.diff.weights import weight_transfer
 from engine.views.summary import node_params
 
 _TYPE_DECLS = {"int", "float", "bool", "str", "list"}
@@ -266,18 +266,15 @@ class _Differ:
         out = self.added if kind == ADDED else self.removed
         runs: list[list[Node]] = []
         for node in nodes:
-            m = _NUMBERED.match(node.name)
             last = runs[-1][-1] if runs else None
-            lm = _NUMBERED.match(last.name) if last is not None else None
-            if m and lm and last.op == node.op and m.group(1) == lm.group(1):
+            if last is not None and last.op == node.op and same_run(node.name, last.name):
                 runs[-1].append(node)
             else:
                 runs.append([node])
         for run in runs:
             parent = run[0].path.rpartition(".")[0]
-            m = _NUMBERED.match(run[0].name)
             label = run[0].path if len(run) == 1 else (f"{parent}." if parent else "") + \
-                m.group(1) + _ranges([int(_NUMBERED.match(n.name).group(2)) for n in run])
+                run_label([n.name for n in run])
             out.append(Group(kind, label, run[0].op, [n.path for n in run],
                              sum(side.params(n) for n in run), sum(side.macs(n) for n in run),
                              self.network))
@@ -321,8 +318,9 @@ def diff_specs(a: Shaped, b: Shaped) -> DiffResult:
         networks.append(net)
     params = (_total_params(list(nets_a.values()), a), _total_params(list(nets_b.values()), b))
     macs = (sum(n.macs[0] for n in networks), sum(n.macs[1] for n in networks))
+    weights = weight_transfer(a, b, d.renames, d.added, d.removed)
     return DiffResult(a.spec.name, b.spec.name, d.status, d.renames, d.added, d.removed,
-                      d.changes, networks, params, macs, _weights(a, b, d), d.pairs,
+                      d.changes, networks, params, macs, weights, d.pairs,
                       a.spec.file, b.spec.file, a.spec.multi or b.spec.multi)
 
 

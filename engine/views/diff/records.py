@@ -105,6 +105,17 @@ class DiffResult:
                 if a.rpartition(".")[0] not in self.renames}
 
 
+def same_run(name: str, other: str) -> bool:
+    """Whether two sibling names are numbered items of one sequence (`conv3`, `conv4`)."""
+    m, lm = _NUMBERED.match(name), _NUMBERED.match(other)
+    return bool(m and lm and m.group(1) == lm.group(1))
+
+
+def run_label(names: list[str]) -> str:
+    """The one label of a numbered run: ['layer6', 'layer7', 'layer8', 'layer10'] -> 'layer6-8,10'."""
+    return _NUMBERED.match(names[0]).group(1) + _ranges([int(_NUMBERED.match(n).group(2)) for n in names])
+
+
 def _ranges(numbers: list[int]) -> str:
     """[6, 7, 8, 10] -> '6-8,10' (the first eight ranges, then '...')."""
     parts, start = [], numbers[0]

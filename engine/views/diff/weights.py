@@ -3,14 +3,9 @@ stage's meta modules (nothing is allocated)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from engine.compiler.ir import Shaped
 from engine.compiler.walk import iter_nodes
-from engine.views.diff.records import WeightTransfer
-
-if TYPE_CHECKING:
-    from engine.views.diff.match import _Differ
+from engine.views.diff.records import Group, WeightTransfer
 
 
 def state_entries(shaped: Shaped) -> dict[str, list[int]]:
@@ -29,7 +24,11 @@ def state_entries(shaped: Shaped) -> dict[str, list[int]]:
     return out
 
 
-def _weights(a: Shaped, b: Shaped, d: _Differ) -> WeightTransfer:
+def weight_transfer(a: Shaped, b: Shaped, renames: dict[str, str], added: list[Group],
+                    removed: list[Group]) -> WeightTransfer:
+    """Which state_dict entries of A load into B: same key and shape, or under a renamed node's new
+    path (`renames`, from the matcher); new and dropped entries grouped by the added and removed
+    nodes they belong to."""
     ea, eb = state_entries(a), state_entries(b)
     result = WeightTransfer(
         unchanged=[k for k, s in ea.items() if eb.get(k) == s],
@@ -37,13 +36,12 @@ def _weights(a: Shaped, b: Shaped, d: _Differ) -> WeightTransfer:
         new={k: s for k, s in eb.items() if k not in ea},
         dropped={k: s for k, s in ea.items() if k not in eb})
     for key, shape in ea.items():  # entries whose node was renamed: load under the new key
-        moved = _under(key, d.renames)
+        moved = _under(key, renames)
         if moved is not None:
-            target = d.renames[moved] + key[len(moved):]
+            target = renames[moved] + key[len(moved):]
             if eb.get(target) == shape:
                 result.renamed[key] = target
-    for kind, entries, groups in (("new", result.new, d.added), ("dropped", result.dropped,
-                                                                    d.removed)):
+    for kind, entries, groups in (("new", result.new, added), ("dropped", result.dropped, removed)):
         tops = {p: g.label for g in groups for p in g.paths}
         by_group: dict[str, list[str]] = {}
         for key in entries:
