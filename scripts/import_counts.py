@@ -4,8 +4,8 @@
     python scripts/import_counts.py --rev 75c87e0  # the flat engine/ before the packages
 
 Prints, for each pair of packages, how many import statements go from one to the other
-(function-level ones included), the imports that break the layering rule
-(tests/layering.py), and how many private names (`_x`) are imported from another file.
+(function-level ones included), the imports that go up a layer (tests/layering.py), and how
+many private names (`_x`) are imported from another file.
 For a revision with the flat layout, each old module is counted in the package it moved to,
 so the two tables compare like with like.
 """
@@ -49,6 +49,29 @@ def package(module: str, root: Path) -> str:
     return layering.package_of(module, root)
 
 
+def relocate(module: str, root: Path) -> str:
+    """A module's name in today's layout (engine.digit_fd -> engine.train.evaluation.digit_fd)."""
+    parts = module.split(".")
+    if (root / "engine/compiler").is_dir() or parts[0] != "engine" or len(parts) < 2 \
+            or parts[1] not in FLAT:
+        return module
+    moved = {"pipeline": "engine.compiler", "losses": "engine.train.losses",
+             "gan_losses": "engine.train.losses.gan"}.get(parts[1], f"{FLAT[parts[1]]}.{parts[1]}")
+    return ".".join([moved, *parts[2:]])
+
+
+def upward_imports(root: Path) -> list[str]:
+    """Imports that go up a layer, or up the ranks inside engine.train (module names relocated)."""
+    out = []
+    for path in layering.source_files(root):
+        for imp in layering.imports_of(path, root):
+            a, b = relocate(imp.importer, root), relocate(imp.module, root)
+            ra, rb = layering.train_rank(a), layering.train_rank(b)
+            if layering.layer(b) > layering.layer(a) or (ra is not None and rb is not None and rb > ra):
+                out.append(f"{imp.file}:{imp.line}: {a} imports {b}")
+    return out
+
+
 def counts(root: Path) -> dict[tuple[str, str], int]:
     out: dict[tuple[str, str], int] = {}
     for path in layering.source_files(root):
@@ -74,8 +97,8 @@ def report(root: Path, title: str) -> None:
     print(f"== {title}")
     print("imports between layers (importer -> imported: statements):")
     for (a, b), n in sorted(by_layer.items()):
-        upward = layering.layer(b) > layering.layer(a)
-        print(f"  {a:16} -> {b:16} {n:4}{'   UPWARD' if upward else ''}")
+        up = layering.layer(b) > layering.layer(a)
+        print(f"  {a:16} -> {b:16} {n:4}{'   UPWARD' if up else ''}")
     print("imports between packages:")
     for (a, b), n in sorted(edges.items()):
         print(f"  {a:32} -> {b:32} {n:4}")
@@ -84,11 +107,12 @@ def report(root: Path, title: str) -> None:
     crossing = [i for i in private if package(i.importer, root) != package(i.module, root)]
     print(f"private names imported from another file: {names} (in {len(private)} statements; "
           f"{len(crossing)} of them from another package)")
+    found = upward_imports(root)
+    print(f"imports up a layer or up the ranks of engine.train: {len(found)}")
+    for line in found:
+        print(f"  {line}")
     if (root / "engine/compiler").is_dir():
-        found = layering.violations(root)
-        print(f"layering violations: {len(found)}")
-        for line in found:
-            print(f"  {line}")
+        print(f"violations of tests/layering.py: {len(layering.violations(root))}")
 
 
 def tree_at(rev: str, into: Path) -> Path:
