@@ -1,5 +1,9 @@
 #!/usr/bin/env bash
 # Set up (scripts/setup.sh) and run the whole test suite. Extra arguments go to pytest.
+# Tests that need a dataset read $ENGINE_DATA, else ../shared/data beside the checkout. Without it
+# they run on tiny stand-ins (tests/tiny_data.py) or skip; just above pytest's closing line, the
+# summary then says how many skipped, e.g. "12 tests skipped: no data folder (set ENGINE_DATA or
+# clone with ../shared beside)" (tests/conftest.py, pytest_terminal_summary).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh

@@ -15,7 +15,6 @@ import engine
 from engine.cli import main
 from engine.compiler.ir import SpecError
 from engine.compiler.merge import SPECS_DIR
-from tests.conftest import SHARED_DATA
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one thread is fastest
 
@@ -126,9 +125,8 @@ def test_segment_steps_on_synthetic_data_train_every_parameter():
     assert not missing
 
 
-def test_the_recipe_trains_and_evaluates_at_ci_size(tmp_path, capsys):
-    if not (SHARED_DATA / "isbi2012_membrane").is_dir():
-        pytest.skip(f"no isbi2012_membrane data in {SHARED_DATA}")
+def test_the_recipe_trains_and_evaluates_at_ci_size(tmp_path, capsys, data_root_for):
+    data_root_for("isbi2012_membrane")  # the shared sections, else tests/tiny_data.py's (a fresh clone)
     ci_sized = ["spec.set.image_size=32", "spec.set.stem_widths=[2,3,4,5]",
                 "spec.set.decoder_widths=[4,3,2,2]", "spec.set.hidden_dim=8",
                 "spec.set.num_heads=2", "spec.set.mlp_dim=16", "spec.set.num_layers=1",

@@ -16,7 +16,6 @@ from engine.compiler.merge import RECIPES_DIR
 from engine.train.loader import train_batches
 from engine.train.recipe import load_recipe
 from engine.train.runner import Run
-from tests.conftest import SHARED_DATA
 
 GANS = ["gan_mnist", "cgan_mnist", "dcgan_mnist", "wgan_mnist", "wgan_gp_mnist",
         "wgan_div_mnist", "acgan_mnist", "began_mnist", "ebgan_mnist", "infogan_mnist",
@@ -29,14 +28,13 @@ STEPS = ["epochs=null", "steps=2", "data.batch_size=8", "eval.every_epochs=0",
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one thread is fastest
 
 
-def _needs_data(name: str) -> None:
-    folder = SHARED_DATA / ("usps" if name.endswith("_usps") else "mnist")
-    if not folder.is_dir():
-        pytest.skip(f"{name}: {folder} is missing")
+@pytest.fixture(autouse=True)
+def _data(data_root_for):
+    """MNIST and USPS: the shared ones, else tests/tiny_data.py's few digits (a fresh clone)."""
+    data_root_for("mnist", "usps")
 
 
 def _run(name: str, tmp_path, extra: tuple[str, ...] = ()) -> Run:
-    _needs_data(name)
     return Run(load_recipe(name, [*STEPS, *extra]), tmp_path / name, "cpu")
 
 
@@ -61,7 +59,6 @@ def test_losses_are_finite_and_every_parameter_gets_a_gradient(name, tmp_path):
 
 @pytest.mark.parametrize("name", GANS)
 def test_recipe_trains_and_samples_a_grid(name, tmp_path, capsys):
-    _needs_data(name)
     argv = ["train", name, "--device", "cpu", "--output", str(tmp_path)]
     assert main([*argv, *[a for s in STEPS for a in ("--set", s)]]) == 0
     (folder,) = [p for p in tmp_path.iterdir() if p.name.startswith(name + "-")]
@@ -156,7 +153,6 @@ def test_code_agreement_matches_codes_to_digits_one_to_one():
 
 
 def test_label_on_an_unconditional_gan_is_a_clear_error(tmp_path, capsys):
-    _needs_data("dcgan_mnist")
     argv = ["train", "dcgan_mnist", "--device", "cpu", "--output", str(tmp_path)]
     assert main([*argv, *[a for s in STEPS for a in ("--set", s)]]) == 0
     (folder,) = list(tmp_path.iterdir())
@@ -169,7 +165,6 @@ def test_a_conditional_discriminator_with_an_unconditional_generator_is_a_clear_
         tmp_path, capsys):
     """The generator step would have no label to give the discriminator: refused at set-up,
     naming the recipe file and what to change (it was an internal TypeError)."""
-    _needs_data("sagan_mnist")
     spec = tmp_path / "half_conditional.yaml"
     spec.write_text("""name: half_conditional
 params: {}

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from engine.cli import main
-from tests.conftest import REPO, SHARED_DATA
+from tests.conftest import REPO
 
 # Each bundled generative recipe, made CI-sized: a few steps of a narrow network, 2 s or so.
 CI_SIZED = {
@@ -37,9 +37,10 @@ def _eval_sets(name: str) -> list[str]:
     return [a for item in [*CI_SIZED[name], *sets] for a in ("--set", item)]
 
 
-def _needs_data(name: str) -> None:
-    if name.endswith("_mnist") and not (SHARED_DATA / "mnist").is_dir():
-        pytest.skip(f"{name}: no MNIST, {SHARED_DATA / 'mnist'} is missing")
+@pytest.fixture(autouse=True)
+def _data(data_root_for):
+    """MNIST: the shared test set, else tests/tiny_data.py's few digits (a fresh clone)."""
+    data_root_for("mnist")
 
 
 def _train(name: str, out: Path, extra: list[str] = ()) -> Path:
@@ -58,7 +59,6 @@ def _rows(folder: Path) -> list[dict]:
 
 @pytest.mark.parametrize("name", sorted(CI_SIZED))
 def test_recipe_trains_evaluates_and_draws_a_grid(name, tmp_path, capsys, digits_judge):
-    _needs_data(name)
     folder = _train(name, tmp_path)
     assert math.isfinite(float(_rows(folder)[-1]["train_loss"]))
     checkpoint = str(folder / "checkpoints" / "last.pt")

@@ -11,6 +11,7 @@ from torch.utils.data import default_collate
 
 from engine.train.recipe import load_recipe
 from engine.train.runner import Run
+from tests.conftest import recipe_folders
 
 from . import test_gan_training as gans
 from . import test_translation_training as translation
@@ -35,12 +36,9 @@ def _generator_weights(procedure, networks, model=None) -> dict[str, torch.Tenso
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_ema_follows_the_generator_steps(name, tmp_path):
+def test_ema_follows_the_generator_steps(name, tmp_path, data_root_for):
     settings, networks = CASES[name]
-    if name == "dcgan_mnist":
-        gans._needs_data(name)
-    else:
-        translation.needs_data(name)
+    data_root_for(*recipe_folders(name))  # the shared data, else tests/tiny_data.py's (a fresh clone)
     run = Run(load_recipe(name, [*settings, f"ema={{decay: {DECAY}}}"]), tmp_path, "cpu")
     procedure = run.procedure
     procedure.train_mode()

@@ -9,10 +9,10 @@ from PIL import Image
 
 from engine.compiler.ir import SpecError
 from engine.train.data import build_dataset, dataset_info
-from tests.conftest import SHARED_DATA
+from tests.conftest import SHARED_DATA, skip_without
 
 SR = SHARED_DATA / "sr_benchmarks"
-needs_sr = pytest.mark.skipif(not SR.is_dir(), reason=f"no SR benchmark images: {SR} is missing")
+needs_sr = skip_without("sr_benchmarks")
 
 
 def bench(split="test", **args):

@@ -10,14 +10,14 @@ import torch
 from engine.train.evaluation.color import rgb_to_y, rgb_to_ycbcr, ycbcr_to_rgb
 from engine.train.evaluation.metrics import METRICS
 from engine.train.evaluation.sr_metrics import psnr_y, ssim_y
-from tests.conftest import SHARED_DATA
+from tests.conftest import SHARED_DATA, skip_without
 
 skimage = pytest.importorskip("skimage", reason="scikit-image is not installed (pip install -e .[dev])")
 from skimage.color import rgb2ycbcr  # noqa: E402
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity  # noqa: E402
 
 SET5 = SHARED_DATA / "sr_benchmarks" / "Set5"
-needs_set5 = pytest.mark.skipif(not SET5.is_dir(), reason=f"no Set5 images: {SET5} is missing")
+needs_set5 = skip_without("sr_benchmarks/Set5")
 
 
 def _reference(output: torch.Tensor, target: torch.Tensor, border: int) -> tuple[list, list]:

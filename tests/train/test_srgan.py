@@ -18,7 +18,7 @@ from torch.utils.data import default_collate
 
 from engine.cli import main
 from engine.compiler.ir import SpecError
-from tests.conftest import SHARED_DATA
+from tests.conftest import needs_data as skip_unless_data
 
 from .test_super_resolve import needs_data, sets  # noqa: F401  (needs_data: an autouse fixture)
 
@@ -54,8 +54,7 @@ def snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
 @pytest.fixture(scope="module")
 def phase1(tmp_path_factory) -> Path:
     """best.pt of a 2-step phase-1 run (srresnet_x4, CI-sized)."""
-    if not (SHARED_DATA / "sr_benchmarks" / "CBSD68").is_dir():
-        pytest.skip("no CBSD68 images")
+    skip_unless_data("sr_benchmarks/CBSD68")
     folder = train("srresnet_x4", tmp_path_factory.mktemp("srresnet"))
     return folder / "checkpoints" / "best.pt"
 

@@ -15,7 +15,7 @@ from PIL import Image
 from torch.utils.data import default_collate
 
 from engine.cli import main
-from tests.conftest import SHARED_DATA
+from tests.conftest import needs_data as skip_unless_data
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -31,8 +31,7 @@ STEPS = ["epochs=null", "steps=2", "data.batch_size=2", "data.args.repeat=1", "e
 
 @pytest.fixture(autouse=True)
 def needs_data():
-    if not (SHARED_DATA / "sr_benchmarks" / "CBSD68").is_dir():
-        pytest.skip(f"no CBSD68 images: {SHARED_DATA / 'sr_benchmarks' / 'CBSD68'} is missing")
+    skip_unless_data("sr_benchmarks/CBSD68")
 
 
 def sets(items) -> list[str]:
@@ -65,8 +64,7 @@ def last_row(folder: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def edsr_checkpoint(tmp_path_factory) -> Path:
-    if not (SHARED_DATA / "sr_benchmarks" / "CBSD68").is_dir():
-        pytest.skip("no CBSD68 images")
+    skip_unless_data("sr_benchmarks/CBSD68")
     folder = train("edsr_x2", tmp_path_factory.mktemp("edsr"))
     return folder / "checkpoints" / "best.pt"
 

@@ -15,11 +15,10 @@ from engine.train.data import text as text_mod
 from engine.train.data.multi30k import LanguageModelDataset, unigram_perplexity
 from engine.train.data.text import EOS, PAD, SOS, UNK, Tokenizer, Vocab, clear_memo, pad_batch
 from engine.train.evaluation.bleu import bleu_signature, corpus_bleu
-from tests.conftest import SHARED_DATA
+from tests.conftest import SHARED_DATA, skip_without
 
 MULTI30K = SHARED_DATA / "multi30k"
-needs_multi30k = pytest.mark.skipif(not MULTI30K.is_dir(),
-                                    reason=f"no Multi30k data: {MULTI30K} is missing")
+needs_multi30k = skip_without("multi30k")
 
 
 def lines(split: str, lang: str) -> list[str]:

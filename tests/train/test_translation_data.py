@@ -7,14 +7,10 @@ import torch
 
 from engine.train.data import build_dataset
 from engine.train.evaluation.metrics import dice, iou, pixel_accuracy
-from tests.conftest import SHARED_DATA
+from tests.conftest import SHARED_DATA, skip_without
 
-needs_isbi = pytest.mark.skipif(not (SHARED_DATA / "isbi2012_membrane").is_dir(),
-                                reason=f"no ISBI 2012 data: {SHARED_DATA / 'isbi2012_membrane'} "
-                                "is missing")
-needs_digits = pytest.mark.skipif(
-    not ((SHARED_DATA / "mnist").is_dir() and (SHARED_DATA / "usps").is_dir()),
-    reason=f"no MNIST or USPS: {SHARED_DATA / 'mnist'} or {SHARED_DATA / 'usps'} is missing")
+needs_isbi = skip_without("isbi2012_membrane")
+needs_digits = skip_without("mnist", "usps")
 
 
 def isbi(split: str, **args):

@@ -12,7 +12,7 @@ from PIL import Image
 from torch.utils.data import default_collate
 
 from engine.cli import main
-from tests.conftest import SHARED_DATA
+from tests.conftest import needs_data as skip_unless_data
 
 # each recipe, CI-sized: a few steps of a narrow network on small crops (seconds)
 CI_SIZED = {
@@ -36,9 +36,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one thread i
 
 
 def needs_data(name: str) -> None:
-    for folder in FOLDERS[name]:
-        if not (SHARED_DATA / folder).is_dir():
-            pytest.skip(f"{name}: no {folder} data, {SHARED_DATA / folder} is missing")
+    skip_unless_data(*FOLDERS[name])
 
 
 def sets(items) -> list[str]:
@@ -72,8 +70,7 @@ def one_step(name: str, tmp_path: Path, extra=()):
 @pytest.fixture(scope="module")
 def judge(tmp_path_factory) -> Path:
     """A CI-sized unet_membrane checkpoint: the FCN-score judge of the pix2pix tests."""
-    if not (SHARED_DATA / "isbi2012_membrane").is_dir():
-        pytest.skip(f"no ISBI 2012 data: {SHARED_DATA / 'isbi2012_membrane'} is missing")
+    skip_unless_data("isbi2012_membrane")
     folder = train("unet_membrane", tmp_path_factory.mktemp("judge"))
     return folder / "checkpoints" / "last.pt"
 
