@@ -9,6 +9,7 @@ files under its own folder or the bundled `specs/` folder.
 from __future__ import annotations
 
 import os
+from importlib import resources
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -17,8 +18,24 @@ import yaml
 from engine.compiler.ir import Diagnostic, Loc, LocDict, LocList, SpecError, located_error
 from engine.compiler.load import DELETE, load_file
 
-SPECS_DIR = Path(__file__).resolve().parents[2] / "specs"
-RECIPES_DIR = SPECS_DIR.parent / "recipes"
+
+def bundled_folder(name: str) -> Path:
+    """The folder of the bundled `specs` or `recipes`: the package `engine.<name>`.
+
+    pyproject.toml maps it to the repository's top-level folder, so an editable install reads
+    the files there and a wheel carries them inside `engine/`. A source tree on PYTHONPATH that
+    was never installed has no such package: its folders beside `engine/` are the same files."""
+    try:
+        folder = resources.files(f"engine.{name}")
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parents[2] / name
+    if not isinstance(folder, Path):  # a zipped install: the loaders read files by path
+        raise RuntimeError(f"engine.{name} is not a folder on disk ({folder}); install engine unzipped")
+    return folder.resolve()
+
+
+SPECS_DIR = bundled_folder("specs")
+RECIPES_DIR = bundled_folder("recipes")
 
 
 def find_spec(name: str) -> Path:

@@ -51,8 +51,19 @@ def barrier(world: World) -> None:
         dist.barrier()
 
 
+# `python -c` and `-m` put the working folder first on sys.path, so a user's engine.py or blocks/
+# there would replace the engine in every process; these drop it first (`-P` needs Python 3.11).
+_NO_CWD = "import sys; sys.path[:1] = [p for p in sys.path[:1] if p not in ('', '.')]; "
+TORCHRUN = _NO_CWD + "from torch.distributed.run import main; main()"
+WORKER = _NO_CWD + "from engine.cli import main; sys.exit(main())"
+
+
+def launch_command(nproc: int, argv: list[str]) -> list[str]:
+    """torchrun starting N workers that each run `engine ARGV` with the working folder off sys.path."""
+    return [sys.executable, "-c", TORCHRUN, "--standalone", f"--nproc_per_node={nproc}",
+            "--no-python", sys.executable, "-c", WORKER, *argv]
+
+
 def launch(nproc: int, argv: list[str]) -> int:
     """`engine train --nproc N ...`: rerun the same command under torchrun with N processes."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-           f"--nproc_per_node={nproc}", "-m", "engine.cli", *argv]
-    return subprocess.call(cmd)
+    return subprocess.call(launch_command(nproc, argv))

@@ -2,7 +2,8 @@
 
 - `digit_judge(dataset, ...)`: the digit classifier of a digit dataset (digit-FD, label accuracy,
   code agreement, CycleGAN's class kept). Trained the first time from a bundled classification
-  recipe (`FEATURE_RECIPES`) and cached under $ENGINE_CACHE (default ~/.cache/engine).
+  recipe (`FEATURE_RECIPES`) and cached under $ENGINE_CACHE/digit_fd (default
+  $XDG_CACHE_HOME/engine or ~/.cache/engine).
 - `checkpoint_judge(path, ...)`: a network from a run's checkpoint, built from the recipe saved
   in that run's folder (Pix2Pix's FCN-score judge: a segmentation net trained on real images).
 
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import sys
 from collections.abc import Callable
@@ -28,6 +28,7 @@ from engine.compiler.build import build
 from engine.compiler.dump import resolved_dict
 from engine.compiler.ir import located_error
 from engine.train.checkpoint import load_checkpoint, trained_weights
+from engine.train.data.datasets import cache_root
 from engine.train.data.transforms import build_transform
 from engine.train.evaluation.digit_fd import DigitJudge
 from engine.train.recipe import Recipe, load_recipe
@@ -64,7 +65,7 @@ def checkpoint_judge(path: Path, fallback_recipe: str, device: str) -> nn.Module
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("ENGINE_CACHE") or Path.home() / ".cache" / "engine") / "digit_fd"
+    return cache_root() / "digit_fd"
 
 
 def cached_weights(recipe: Recipe, train: Train) -> Path:

@@ -102,3 +102,15 @@ def test_set_parses_yaml_values_and_reports_unknown_params(spec_file):
         engine.analyze(path, ["m=3"])
     with pytest.raises(SpecError, match="cannot read override"):
         engine.analyze(path, ["n"])
+
+
+def test_bundled_folders_are_the_checkouts_own_in_an_editable_install(monkeypatch):
+    from engine.compiler import merge
+    from tests.conftest import REPO
+    assert merge.SPECS_DIR == REPO / "specs" and merge.RECIPES_DIR == REPO / "recipes"
+    assert merge.bundled_folder("specs") == REPO / "specs"
+
+    def not_installed(name):
+        raise ModuleNotFoundError(name)
+    monkeypatch.setattr(merge.resources, "files", not_installed)  # a source tree on PYTHONPATH
+    assert merge.bundled_folder("recipes") == REPO / "recipes"

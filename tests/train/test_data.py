@@ -17,17 +17,12 @@ from engine.train.data.digits import _load_usps
 from engine.train.data.mnist import read_idx
 from engine.train.data.transforms import check_transforms
 from engine.train.registry import DATASETS, TRANSFORMS
-from tests.conftest import REPO, SHARED_DATA
+from tests.conftest import REPO, SHARED_DATA, skip_without
 
 MNIST_DIR = SHARED_DATA / "mnist"
 USPS_FILE = SHARED_DATA / "usps" / "usps.h5"
-needs_mnist = pytest.mark.skipif(
-    not (MNIST_DIR / "t10k-images-idx3-ubyte.gz").is_file(),
-    reason=f"MNIST test files not found in {MNIST_DIR} (set ENGINE_DATA to the shared data folder)",
-)
-needs_usps = pytest.mark.skipif(
-    not USPS_FILE.is_file(), reason=f"{USPS_FILE} not found (set ENGINE_DATA to the shared data folder)"
-)
+needs_mnist = skip_without("mnist/t10k-images-idx3-ubyte.gz")
+needs_usps = skip_without("usps/usps.h5")
 MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 USPS_TRAIN_COUNTS = [1194, 1005, 731, 658, 652, 556, 664, 645, 542, 644]
 
@@ -59,7 +54,25 @@ def test_data_root(monkeypatch, tmp_path):
     monkeypatch.setenv("ENGINE_DATA", str(tmp_path / "env"))
     assert data_root(None) == tmp_path / "env"
     monkeypatch.delenv("ENGINE_DATA")
-    assert data_root(None) == REPO.parent / "shared" / "data"
+    assert D.CHECKOUT == REPO
+    if (REPO.parent / "shared" / "data").is_dir():  # a checkout with the shared data beside it
+        assert data_root(None) == REPO.parent / "shared" / "data"
+
+
+def test_data_root_outside_a_checkout_is_the_user_cache(monkeypatch, tmp_path):
+    monkeypatch.delenv("ENGINE_DATA", raising=False)
+    site = tmp_path / "site-packages"  # an installed engine: shared/data beside it is not ours
+    (tmp_path / "shared" / "data").mkdir(parents=True)
+    monkeypatch.setattr(D, "CHECKOUT", site)
+    monkeypatch.setenv("ENGINE_CACHE", str(tmp_path / "cache"))
+    assert data_root(None) == tmp_path / "cache" / "data"
+    monkeypatch.delenv("ENGINE_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert data_root(None) == tmp_path / "xdg" / "engine" / "data"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert data_root(None) == Path.home() / ".cache" / "engine" / "data"
+    (site / ".git").mkdir(parents=True)  # a checkout: its ../shared/data wins
+    assert data_root(None) == tmp_path / "shared" / "data"
 
 
 def test_unknown_dataset_and_split():

@@ -32,8 +32,10 @@ dataset's `collate`; vocabularies from the training split, cached under $ENGINE_
 Optional args: `folder`, `val_fraction` (0.1), `test_fraction` (0.2, where test is cut from the
 data), `download` (mnist, cifar10), `channels` (image_folder: 1 or 3), `file` (usps).
 
-The data root is `data.root`, else the environment variable `ENGINE_DATA`, else `shared/data`
-next to the repository (`data_root`). `args.folder` points a dataset at another folder
+The data root is `data.root`, else the environment variable `ENGINE_DATA`, else, when the engine
+runs from a git checkout with a `shared/data` folder beside it, that folder, else `data` in the
+engine's cache folder ($ENGINE_CACHE, else $XDG_CACHE_HOME/engine, else ~/.cache/engine), where
+`download: true` puts files (`data_root`). `args.folder` points a dataset at another folder
 (relative to the data root, or absolute). Loaded arrays are cached once per process.
 
 This module holds the entry points, argument checks and split rules; each source lives in its
@@ -59,7 +61,7 @@ from engine.train.registry import DATASETS
 
 SPLITS = ("train", "val", "test")
 DIGIT_CLASSES = [str(i) for i in range(10)]
-REPO = Path(__file__).resolve().parents[3]
+CHECKOUT = Path(__file__).resolve().parents[3]  # the repository in a checkout; site-packages if installed
 VAL_FRACTION = 0.1
 TEST_FRACTION = 0.2
 
@@ -84,13 +86,26 @@ class DatasetInfo:
 
 
 def data_root(root: str | os.PathLike | None) -> Path:
-    """The folder datasets read from: `root` if given, else $ENGINE_DATA, else <repo>/../shared/data."""
+    """The folder datasets read from: `root` if given, else $ENGINE_DATA, else the checkout's
+    ../shared/data (only when the engine runs from a git checkout that has it), else the cache's
+    `data` folder (an installed engine never looks beside site-packages)."""
     if root:
         return Path(root).expanduser()
     env = os.environ.get("ENGINE_DATA")
     if env:
         return Path(env).expanduser()
-    return REPO.parent / "shared" / "data"
+    shared = CHECKOUT.parent / "shared" / "data"
+    if (CHECKOUT / ".git").exists() and shared.is_dir():
+        return shared
+    return cache_root() / "data"
+
+
+def cache_root() -> Path:
+    """The engine's cache folder: $ENGINE_CACHE, else $XDG_CACHE_HOME/engine, else ~/.cache/engine."""
+    if os.environ.get("ENGINE_CACHE"):
+        return Path(os.environ["ENGINE_CACHE"]).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "engine"
 
 
 def dataset_names() -> list[str]:

@@ -5,9 +5,9 @@
 - `Vocab`: the specials `<pad>`=PAD=0, `<unk>`=UNK=1, `<sos>`=SOS=2, `<eos>`=EOS=3, then the tokens
   by descending frequency, ties alphabetical (so the same data always gives the same ids).
 - `cached(kind, key, build, dump, load)`: a JSON file under $ENGINE_CACHE/text (default
-  ~/.cache/engine/text), named by a hash of `key`, plus an in-process memo. A file that cannot be
-  read or parsed is rebuilt (and rewritten), never crashed on; an unwritable cache folder only
-  costs the rebuild next time.
+  $XDG_CACHE_HOME/engine/text or ~/.cache/engine/text), named by a hash of `key`, plus an
+  in-process memo. A file that cannot be read or parsed is rebuilt (and rewritten), never crashed
+  on; an unwritable cache folder only costs the rebuild next time.
 - `tokenize_lines(lines, tokenizer, key, desc)`: the token lists of many lines, cached as above
   (the Multi30k training side takes about 1-2 s per language with sacremoses; the cache reads
   it back in ~0.1 s), with a tqdm bar on a terminal while tokenising.
@@ -28,6 +28,8 @@ from typing import Any, TypeVar
 
 import torch
 from torch import Tensor
+
+from engine.train.data.datasets import cache_root
 
 PAD, UNK, SOS, EOS = 0, 1, 2, 3
 SPECIALS = ["<pad>", "<unk>", "<sos>", "<eos>"]
@@ -142,8 +144,7 @@ _MEMO: dict[str, Any] = {}
 
 
 def cache_dir() -> Path:
-    base = os.environ.get("ENGINE_CACHE")
-    return (Path(base).expanduser() if base else Path.home() / ".cache" / "engine") / "text"
+    return cache_root() / "text"
 
 
 def file_key(path: str | os.PathLike) -> list:
