@@ -21,7 +21,7 @@ LAYERS = ("blocks", "engine.compiler", "engine.views", "engine.train", "engine")
 # inside engine.train, lowest first: a part may import its own rank and below
 TRAIN_PARTS = (
     ("registry", "checkpoint", "distributed", "progress", "plot", "loader", "optim", "losses",
-     "data"),
+     "data", "weights"),
     ("evaluation",),
     ("procedures",),
     ("recipe", "runner", "judges"),

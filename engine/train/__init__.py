@@ -7,6 +7,7 @@
 - `losses/`: the registered losses and the GAN objectives; `optim`: optimizers and schedules
 - `evaluation/`: metrics, sampling and judges, decoding, diffusion schedules
 - `checkpoint`, `distributed`, `progress`, `plot`: the run's files, ranks, bars and curves
+- `weights`: starting weights (torchvision's or another run's) for `weights:` and `--weights`
 - `judges`: the trained networks that score samples (digit classifiers, Pix2Pix's FCN judge)
 
 Layering: training imports `engine.compiler` (and `engine.views` where it draws); nothing

@@ -71,12 +71,14 @@ SCHEMA = {
             "every_steps": {"type": "integer", "minimum": 0},
             "every_epochs": {"type": "integer", "minimum": 0}}},
         "freeze": {"type": "array", "items": {"type": "string"}},
+        "weights": {"type": ["string", "null"]},
         "output": {"type": "string"},
         "infer": {"type": "object", "properties": {"top_k": {"type": "integer", "minimum": 1}}},
     },
 }
 DEFAULTS = {"epochs": None, "steps": None, "clip_grad": None, "amp": False, "ema": None,
-            "seed": 0, "scheduler": None, "freeze": [], "output": "runs", "loss": None}
+            "seed": 0, "scheduler": None, "freeze": [], "output": "runs", "loss": None,
+            "weights": None}
 
 
 @dataclass
@@ -122,6 +124,8 @@ def load_recipe(recipe: str | Path, overrides: list[str] | None = None) -> Recip
     if spec_path is not None and not errors:
         shaped, spec_errors = _analyze_spec(spec_path, spec_set)
         errors += spec_errors
+    if shaped is not None:
+        errors += check_weights(doc, shaped.spec.name)
     if errors:
         raise SpecError(dedupe(errors))
     values = {**DEFAULTS, **{k: v for k, v in doc.items() if k != "extends"}}
@@ -233,8 +237,17 @@ def check_transforms(doc: LocDict) -> Iterator[Diagnostic]:
                                  f"data.transforms.{split}", d.hint)
 
 
+def check_weights(doc: LocDict, spec_name: str | None = None) -> list[Diagnostic]:
+    """`weights:` names torchvision (for a spec that has its weights) or a checkpoint file; that
+    the file exists is checked when a run starts (an earlier run may still be making it)."""
+    from engine.train.weights import source_problem
+    value = doc.get("weights")
+    problem = source_problem(value, spec_name) if value is not None else None
+    return [Diagnostic(problem[0], doc.value_loc("weights"), "weights", problem[1])] if problem else []
+
+
 RULES = (check_procedure, check_dataset, check_optimizers, check_scheduler_loss_metrics,
-         check_length, check_transforms)
+         check_length, check_transforms, check_weights)
 
 
 def _spec_ref(doc: Any, path: Path, errors: list) -> tuple[Path | None, dict]:

@@ -53,9 +53,14 @@ class Position:
 
 
 class Run:
-    """One training run of a recipe, in its folder."""
+    """One training run of a recipe, in its folder.
 
-    def __init__(self, recipe: Recipe, folder: Path, device: str | None = None):
+    `weights`: start from the recipe's `weights:` (engine/train/weights.py); False where the run
+    then loads a checkpoint of its own (resuming, `engine eval`, `infer`, `sample`).
+    """
+
+    def __init__(self, recipe: Recipe, folder: Path, device: str | None = None,
+                 weights: bool = True):
         self.recipe, self.folder = recipe, folder
         self.dist = distributed.current()
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -64,6 +69,7 @@ class Run:
                                                                recipe.spec_overrides)
         from engine.compiler.build import build
         model = build(self.shaped, device=str(self.device))
+        self.weights_report = self.start_weights(model) if weights and recipe["weights"] else None
         freeze(model, recipe["freeze"])
         self.train_set, self.eval_sets = self.datasets()
         batch = recipe["data"].get("batch_size", 64)
@@ -74,6 +80,16 @@ class Run:
         self.procedure = PROCEDURES.get(recipe["procedure"])(recipe, model, self.device,
                                                              self.total_steps)
         self.position = Position()
+
+    def start_weights(self, model: nn.Module) -> str:
+        """Load the recipe's `weights:` into the fresh model (before DDP wraps it and before the
+        procedure copies it for EMA) and say what loaded; the text goes into the run folder."""
+        from engine.train.weights import load_weights
+        report = load_weights(model, self.shaped, self.recipe["weights"],
+                              self.recipe.doc.value_loc("weights")).text()
+        if self.dist.is_main:
+            print(report, flush=True)
+        return report
 
     def datasets(self):
         data, seed = self.recipe["data"], self.recipe["seed"]
@@ -200,6 +216,8 @@ class Run:
         (self.folder / "spec.yaml").write_text(spec_text)
         (self.folder / "spec.sha256").write_text(hashlib.sha256(spec_text.encode()).hexdigest()
                                                  + "\n")
+        if self.weights_report:  # which file a `weights:` glob picked, and what it loaded
+            (self.folder / "weights.txt").write_text(self.weights_report + "\n")
 
     def write_row(self, row: dict) -> None:
         path = self.folder / "metrics.csv"
@@ -316,7 +334,7 @@ def open_checkpoint(recipe_name: str, overrides: list[str], checkpoint: str,
     from engine.train.recipe import load_recipe
     recipe = load_recipe(recipe_name, overrides)
     state = load_checkpoint(checkpoint)
-    run = Run(recipe, Path(checkpoint).resolve().parent.parent, device)
+    run = Run(recipe, Path(checkpoint).resolve().parent.parent, device, weights=False)
     try:
         run.procedure.load_state_dict(state["procedure"])
     except (RuntimeError, KeyError) as err:  # another spec, other --set values, other optimizers

@@ -29,10 +29,10 @@ from engine.views.diff.records import (
     NodeChange,
     WeightTransfer,
 )
-from engine.views.diff.weights import state_entries
+from engine.views.diff.weights import compare_entries, state_entries
 
 __all__ = [
     "ADDED", "CHANGED", "REMOVED", "RENAMED", "UNCHANGED",
     "DiffResult", "Group", "NetworkDiff", "NodeChange", "WeightTransfer",
-    "children", "diff_json", "diff_specs", "format_diff", "state_entries",
+    "children", "compare_entries", "diff_json", "diff_specs", "format_diff", "state_entries",
 ]

@@ -30,11 +30,7 @@ def weight_transfer(a: Shaped, b: Shaped, renames: dict[str, str], added: list[G
     path (`renames`, from the matcher); new and dropped entries grouped by the added and removed
     nodes they belong to."""
     ea, eb = state_entries(a), state_entries(b)
-    result = WeightTransfer(
-        unchanged=[k for k, s in ea.items() if eb.get(k) == s],
-        changed={k: (s, eb[k]) for k, s in ea.items() if k in eb and eb[k] != s},
-        new={k: s for k, s in eb.items() if k not in ea},
-        dropped={k: s for k, s in ea.items() if k not in eb})
+    result = compare_entries(ea, eb)
     for key, shape in ea.items():  # entries whose node was renamed: load under the new key
         moved = _under(key, renames)
         if moved is not None:
@@ -50,6 +46,16 @@ def weight_transfer(a: Shaped, b: Shaped, renames: dict[str, str], added: list[G
                 by_group.setdefault(tops[top], []).append(key)
         result.groups[kind] = by_group
     return result
+
+
+def compare_entries(ea: dict[str, list[int]], eb: dict[str, list[int]]) -> WeightTransfer:
+    """state_dict entries (key -> shape) of A against B's, by key, then shape (no renames, no
+    groups): also how `weights:` reports what a checkpoint loaded into a model (engine/train/weights.py)."""
+    return WeightTransfer(
+        unchanged=[k for k, s in ea.items() if eb.get(k) == s],
+        changed={k: (s, eb[k]) for k, s in ea.items() if k in eb and eb[k] != s},
+        new={k: s for k, s in eb.items() if k not in ea},
+        dropped={k: s for k, s in ea.items() if k not in eb})
 
 
 def _under(key: str, paths: dict) -> str | None:
