@@ -128,8 +128,22 @@ def suggest(name: str, candidates: Iterable[str], n: int = 3) -> str:
 REGISTRY = Registry("block")
 
 
+# the block families: one file each in blocks/, one colour each in diagrams (a plugin's block
+# picks the family it belongs to)
+CATEGORIES = ("conv", "linear", "norm", "activation", "pool", "resample", "attention",
+              "transformer", "recurrent", "encoding", "latent", "style", "color", "regularize",
+              "tensor_ops", "merge", "parameter")
+
+
 def register(name: str, *, category: str, **info: Any):
-    """Class decorator: add a block under its YAML name, in its family `category`."""
+    """Class decorator: add a block under its YAML name, in its family `category`.
+
+    This is `engine.register_block` for your own blocks: the constructor's typed keyword
+    arguments are the YAML keys; `in_dim` says which input dimension fills `in_size`; `example`
+    (args and input shapes) lets tests build and run it."""
+    if category not in CATEGORIES:
+        raise ValueError(f"block '{name}': unknown category '{category}'; "
+                         f"{suggest(category, CATEGORIES, n=1) or 'one of ' + ', '.join(CATEGORIES)}")
 
     def wrap(cls: type) -> type:
         REGISTRY.add(name, BlockInfo(name=name, cls=cls, category=category, **info))
@@ -157,9 +171,18 @@ def all_blocks() -> dict[str, BlockInfo]:
     return dict(sorted(REGISTRY.entries.items()))
 
 
+_plugins_loaded = False
+
+
 def _load_all() -> None:
-    # Importing the block modules runs their @register decorators.
+    # Importing the block modules runs their @register decorators; installed plugins (the
+    # `engine.blocks` entry points) register theirs the first time the registry is read.
+    global _plugins_loaded
     import blocks  # noqa: F401
+    if not _plugins_loaded:
+        _plugins_loaded = True
+        from blocks.plugins import load_entry_points
+        load_entry_points()
 
 
 def type_name(annotation: Any) -> str:

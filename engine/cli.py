@@ -29,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    if not _load_plugins(args.plugins):
+        return 2
     try:
         return args.func(args) or 0
     except SpecError as err:
@@ -50,8 +52,26 @@ def main(argv: list[str] | None = None) -> int:
         return 3
 
 
+def _load_plugins(modules: list[str]) -> bool:
+    """Import `-p` modules and installed plugins before any command reads the block registry."""
+    from blocks.plugins import PluginError, load_entry_points, load_module
+    try:
+        for name in modules:
+            load_module(name)
+        load_entry_points()
+    except (PluginError, ValueError) as err:  # ValueError: a bad or duplicate @register
+        print(f"error: {err}", file=sys.stderr)
+        return False
+    return True
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="engine", description=__doc__.split("\n")[0])
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    p.add_argument("-p", "--plugin", dest="plugins", action="append", default=[], metavar="MODULE",
+                   help="import a module of your own blocks first: a file (./my_blocks.py) or an "
+                        "importable name (my_package.blocks); repeatable. Installed packages "
+                        "register theirs through the 'engine.blocks' entry-point group")
     sub = p.add_subparsers(metavar="COMMAND")
     _spec_commands(sub)
     _view_commands(sub)
@@ -59,8 +79,61 @@ def _parser() -> argparse.ArgumentParser:
     _command(sub, "blocks", cmd_blocks, "list every primitive block with its arguments and docs",
              None)
     _command(sub, "schema", cmd_schema, "print the JSON Schema of specs (for editors)", None)
-    _command(sub, "list", cmd_list, "list the bundled specs", None)
+    ls = _command(sub, "list", cmd_list, "list the bundled specs (or recipes) with their first "
+                  "comment line", None)
+    ls.add_argument("pattern", nargs="?", help="only names matching this shell wildcard ('*vit*'); "
+                    "a plain word matches anywhere in the name")
+    ls.add_argument("--recipes", action="store_true", help="the bundled recipes instead of specs")
+    _add_examples(sub)
     return p
+
+
+def _version() -> str:
+    """The installed distribution's version (a source tree that was never installed has none)."""
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("engine")
+    except PackageNotFoundError:
+        return "(version unknown: not installed; pip install . gives it one)"
+
+
+EXAMPLES = {
+    "validate": ["engine validate specs/*.yaml", "engine validate recipes/digits_cnn.yaml"],
+    "build": ["engine build resnet50 --set num_classes=10", "engine build my_net.yaml --depth 1"],
+    "resolve": ["engine resolve resnet18 --json", "engine resolve digits_cnn --set epochs=5"],
+    "codegen": ["engine codegen resnet50 -o resnet50.py"],
+    "export": ["engine export small_cnn --format onnx -o small_cnn.onnx"],
+    "summary": ["engine summary vit_b16 --batch 32", "engine summary resnet50 --json"],
+    "render": ["engine render vit_b16 -o vit_b16.svg", "engine render resnet50 -o resnet50.png --depth 3"],
+    "diff": ["engine diff resnet50 resnet101", "engine diff resnet50_v1 resnet50 --render diff.png"],
+    "train": ["engine train digits_cnn", "engine train mnist_cnn --set epochs=2 --nproc 2",
+              "engine train digits_cnn --resume runs/digits_cnn-<time>"],
+    "eval": ["engine eval digits_cnn --checkpoint runs/digits_cnn-*/checkpoints/best.pt"],
+    "infer": ["engine infer digits_cnn --checkpoint runs/digits_cnn-*/checkpoints/best.pt seven.png"],
+    "sample": [
+        "engine sample ddpm_mnist --checkpoint runs/ddpm_mnist-*/checkpoints/last.pt -o grid.png",
+        "engine sample ae_mnist --checkpoint runs/ae_mnist-*/checkpoints/best.pt -o ae.png --reconstruct"],
+    "blocks": ["engine blocks | less"],
+    "schema": ["engine schema > spec.schema.json"],
+    "list": ["engine list", "engine list '*vit*'", "engine list --recipes mnist"],
+}
+
+
+class _Help(argparse.HelpFormatter):
+    """Wraps the description as usual and prints the examples (the epilog) line by line."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if text.startswith("examples:"):
+            return "\n".join(indent + line for line in text.splitlines())
+        return super()._fill_text(text, width, indent)
+
+
+def _add_examples(sub) -> None:
+    """Every subcommand's --help ends with examples of it."""
+    for name, command in sub.choices.items():
+        if name in EXAMPLES:
+            command.epilog = "examples:\n" + "\n".join(f"  {line}" for line in EXAMPLES[name])
+            command.formatter_class = _Help
 
 
 def _command(sub, name: str, func, help_text: str, spec: str | None = "one"):
@@ -83,7 +156,12 @@ def _spec_commands(sub) -> None:
              "many")
     b = _command(sub, "build", cmd_build, "build a spec and print its nodes, shapes and parameters")
     b.add_argument("--depth", type=int, default=2, help="nesting depth of the table (default 2)")
-    r = _command(sub, "resolve", cmd_resolve, "print the fully resolved spec")
+    b.add_argument("--weights", metavar="SOURCE", help="start from pretrained weights and report "
+                   "what loaded: torchvision (its default weights; torchvision:IMAGENET1K_V2 names "
+                   "a set; cached by torch.hub), or a checkpoint file or glob "
+                   "(runs/NAME-*/checkpoints/last.pt); entries whose shape differs start fresh")
+    r = _command(sub, "resolve", cmd_resolve, "print the fully resolved spec, or a recipe (its "
+                 "keys with their defaults) and the spec it trains, resolved with the recipe's settings")
     r.add_argument("--json", action="store_true", help="JSON instead of YAML")
     c = _command(sub, "codegen", cmd_codegen, "write a standalone PyTorch source file of the model")
     c.add_argument("-o", "--output", required=True, help="the .py file to write")
@@ -212,9 +290,14 @@ def cmd_build(args) -> int:
     shaped = analyze(args.spec, args.overrides)
     model = build(shaped)
     seconds = time.perf_counter() - start
+    if args.weights:  # before the table, so a bad source is the only thing printed
+        from engine.train.weights import load_weights
+        report = load_weights(model, shaped, args.weights, where="").text()
     print(format_summary(summarize(shaped, args.depth)))
     total = sum(p.numel() for p in model.parameters())
     print(f"\nbuilt {shaped.spec.name}: {total:,} parameters in {seconds:.2f} s")
+    if args.weights:
+        print(report)
     return 0
 
 
@@ -267,12 +350,27 @@ def cmd_resolve(args) -> int:
 
     from engine.compiler import analyze
     from engine.compiler.dump import resolved_dict
-    data = resolved_dict(analyze(args.spec, args.overrides))
+    if _is_recipe(args.spec):
+        data = _resolved_recipe(args.spec, args.overrides)
+    else:
+        data = resolved_dict(analyze(args.spec, args.overrides))
     if args.json:
         print(json.dumps(data, indent=2))
     else:
         print(yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100), end="")
     return 0
+
+
+def _resolved_recipe(name: str, overrides: list[str]) -> dict:
+    """`recipe:` the merged recipe (extends followed, --set applied, unset keys at their
+    defaults) and `spec:` the spec it trains, resolved with the recipe's settings and the
+    sizes its data gives (what a run folder's recipe.yaml and spec.yaml hold)."""
+    from engine.compiler.dump import resolved_dict
+    from engine.train.recipe import DEFAULTS, load_recipe
+    recipe = load_recipe(name, overrides)
+    doc = {k: v for k, v in json.loads(json.dumps(recipe.doc)).items() if k != "extends"}
+    return {"recipe": {**doc, **{k: v for k, v in DEFAULTS.items() if k not in doc}},
+            "spec": resolved_dict(recipe.shaped)}
 
 
 def cmd_train(args) -> int:
@@ -285,7 +383,7 @@ def cmd_train(args) -> int:
     from engine.train.runner import Run, new_run_folder
     recipe = load_recipe(args.recipe, args.overrides)
     folder = Path(args.resume) if args.resume else new_run_folder(recipe, args.output)
-    run = Run(recipe, folder, args.device)
+    run = Run(recipe, folder, args.device, weights=not args.resume)  # a resumed run loads its own
     if args.resume:
         run.resume()
     result = run.train()
@@ -372,12 +470,34 @@ def cmd_schema(args) -> int:
 
 
 def cmd_list(args) -> int:
-    from engine.compiler.merge import SPECS_DIR
-    for path in sorted(SPECS_DIR.glob("*.yaml")):
-        first = path.read_text(encoding="utf-8").splitlines()[:1]
-        note = first[0].lstrip("# ").strip() if first and first[0].startswith("#") else ""
-        print(f"{path.stem:<20} {note}")
+    from fnmatch import fnmatchcase
+
+    from engine.compiler.merge import RECIPES_DIR, SPECS_DIR
+    pattern = args.pattern or "*"
+    if not any(c in pattern for c in "*?["):
+        pattern = f"*{pattern}*"
+    paths = [p for p in sorted((RECIPES_DIR if args.recipes else SPECS_DIR).glob("*.yaml"))
+             if fnmatchcase(p.stem, pattern)]
+    if not paths:
+        kind = "recipe" if args.recipes else "spec"
+        print(f"engine list: no bundled {kind} matches '{args.pattern}'", file=sys.stderr)
+        return 1
+    width = max(20, *(len(p.stem) + 1 for p in paths))
+    for path in paths:
+        print(f"{path.stem:<{width}} {_header_summary(path, 98 - width)}")
     return 0
+
+
+def _header_summary(path: Path, room: int) -> str:
+    """A file's header comment up to its first full stop, cut to `room` characters."""
+    lines = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.startswith("#") or line.lstrip("# ").startswith("engine "):
+            break  # the header ends at the YAML or at its command lines
+        lines.append(line.lstrip("# ").strip())
+    text = " ".join(lines)
+    text = text[:text.find(". ") + 1] if ". " in text else text
+    return text if len(text) <= room else text[:room - 1].rstrip() + "…"
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import jsonschema
 import pytest
@@ -101,3 +102,81 @@ def test_usage_errors_exit_2(argv, capsys):
         code = main(argv)
         raise SystemExit(code)
     assert caught.value.code == 2
+
+
+def test_version_is_the_installed_distributions(capsys):
+    from importlib.metadata import version
+    with pytest.raises(SystemExit) as caught:
+        main(["--version"])
+    assert caught.value.code == 0
+    assert capsys.readouterr().out.strip() == f"engine {version('engine')}"
+
+
+def test_list_filters_by_wildcard_and_lists_recipes(capsys):
+    code, out, _ = run(capsys, "list", "*vit*")
+    names = [line.split()[0] for line in out.splitlines()]
+    assert code == 0 and names and all("vit" in n for n in names) and "vit_b16" in names
+    code, out, _ = run(capsys, "list", "resnet5?")
+    assert code == 0 and [line.split()[0] for line in out.splitlines()] == ["resnet50"]
+    code, out, _ = run(capsys, "list", "--recipes")
+    line = next(line for line in out.splitlines() if line.split()[0] == "digits_cnn")
+    assert code == 0 and "small_cnn on scikit-learn's bundled digits" in line
+    assert "resnet50 " not in out  # recipes only
+    code, out, _ = run(capsys, "list", "--recipes", "digits")  # a plain word matches anywhere
+    assert code == 0 and {"digits_cnn", "ddpm_digits"} <= {line.split()[0] for line in out.splitlines()}
+    code, out, err = run(capsys, "list", "*no_such*")
+    assert code == 1 and not out and "no bundled spec matches '*no_such*'" in err
+
+
+def test_resolve_a_recipe_prints_it_with_the_spec_it_trains(capsys):
+    import yaml
+    code, out, _ = run(capsys, "resolve", "digits_cnn", "--set", "epochs=3")
+    assert code == 0
+    data = yaml.safe_load(out)
+    assert set(data) == {"recipe", "spec"}
+    assert data["recipe"]["epochs"] == 3 and data["recipe"]["spec"] == "small_cnn"
+    assert data["recipe"]["amp"] is False  # unset keys at their defaults
+    assert data["spec"]["name"] == "small_cnn"
+    assert data["spec"]["params"]["in_channels"] == 1  # the sizes the digits give
+    assert data["spec"]["networks"]["small_cnn"]["inputs"]["image"] == [1, 1, 8, 8]
+    code, out, _ = run(capsys, "resolve", "digits_cnn", "--json")
+    assert code == 0 and json.loads(out)["recipe"]["epochs"] == 20
+
+
+def test_every_subcommand_help_shows_an_example():
+    from engine.cli import _parser
+    sub = next(a for a in _parser()._actions if a.choices and "build" in a.choices)
+    for name, command in sub.choices.items():
+        text = command.format_help()
+        assert f"examples:\n  engine {name}" in text, name
+
+
+@pytest.fixture
+def hostile_folder(tmp_path):
+    """A working folder whose engine.py and blocks/ would replace the engine if they were imported."""
+    (tmp_path / "engine.py").write_text('raise SystemExit("shadowed")\n')
+    (tmp_path / "blocks").mkdir()
+    (tmp_path / "blocks" / "__init__.py").write_text('raise SystemExit("shadowed")\n')
+    return tmp_path
+
+
+def test_the_engine_command_ignores_the_working_folders_modules(hostile_folder):
+    script = Path(sys.executable).parent / "engine"
+    for argv, expected in ((["list"], "resnet50"), (["build", "small_cnn"], "built small_cnn")):
+        result = subprocess.run([str(script), *argv], capture_output=True, text=True, cwd=hostile_folder,
+                                timeout=300)
+        assert result.returncode == 0 and "shadowed" not in result.stderr, result.stderr[-2000:]
+        assert expected in result.stdout
+
+
+def test_ddp_workers_start_with_the_working_folder_off_the_path(hostile_folder):
+    from engine.train.distributed import WORKER, launch_command
+    cmd = launch_command(2, ["train", "digits_cnn"])
+    assert "-m" not in cmd and "--no-python" in cmd
+    assert cmd[-3:-2] == [WORKER] and cmd[-2:] == ["train", "digits_cnn"]
+    # what each torchrun worker runs, here in the hostile folder (test_train.py runs two for real)
+    worker = cmd[cmd.index("--no-python") + 1:-2]
+    result = subprocess.run([*worker, "list", "small_*"], capture_output=True, text=True,
+                            cwd=hostile_folder, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith("small_cnn")

@@ -91,7 +91,9 @@ def check_cycles(graph: Graph) -> Iterator[Diagnostic]:
 # ---- node rules ----------------------------------------------------------------------------
 def check_op(node: Node, user_blocks: set[str]) -> Iterator[Diagnostic]:
     if node.kind == "prim" and lookup(node.op) is None:
-        hint = suggest(node.op, [*all_blocks(), *user_blocks]) or "`engine blocks` lists the ops"
+        close = suggest(node.op, [*all_blocks(), *user_blocks]) or "`engine blocks` lists the ops."
+        # an op nobody registered may be a block of the user's own whose module was not imported
+        hint = f"{close} A block of your own needs its module: `engine -p my_blocks.py ...`"
         yield Diagnostic(f"unknown op '{node.op}'", node.loc, node.path, hint)
 
 
