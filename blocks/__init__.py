@@ -1,6 +1,6 @@
 """Primitive blocks: the vocabulary specs are written in. Importing this package registers them."""
 
-from blocks import (  # noqa: F401  (imported for their @register side effects)
+from engine.blocks import (  # noqa: F401  (imported for their @register side effects)
     activation,
     attention,
     color,
@@ -19,4 +19,4 @@ from blocks import (  # noqa: F401  (imported for their @register side effects)
     tensor_ops,
     transformer,
 )
-from blocks.registry import REGISTRY, all_blocks, lookup, register  # noqa: F401
+from engine.blocks.registry import REGISTRY, all_blocks, lookup, register  # noqa: F401

@@ -1,7 +1,7 @@
-"""`python -m blocks [--check]`: regenerate (or check) the table in blocks/README.md."""
+"""`python -m engine.blocks [--check]`: regenerate (or check) the table in blocks/README.md."""
 
 import sys
 
-from blocks.readme import main
+from engine.blocks.readme import main
 
 sys.exit(main(sys.argv[1:]))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from blocks.registry import register
+from engine.blocks.registry import register
 
 _EXAMPLE = {"args": {}, "inputs": [[2, 3, 4]]}
 

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
-from blocks.registry import register
+from engine.blocks.registry import register
 
 
 @register("attention", category="attention", in_dim=-1, inputs=(1, 3), layout=False,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from blocks.registry import register
+from engine.blocks.registry import register
 
 # ITU-R BT.601 luma for RGB in [0, 1], as MATLAB's rgb2ycbcr (the SR papers' convention):
 # Y = 16/255 + (65.481 R + 128.553 G + 24.966 B) / 255, in [16/255, 235/255].

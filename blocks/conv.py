@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from blocks.registry import register
+from engine.blocks.registry import register
 
 
 @register("conv", category="conv", in_dim=1, layout=True,

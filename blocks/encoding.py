@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from blocks.registry import register
+from engine.blocks.registry import register
 
 
 def sinusoid_table(length: int, dim: int, device=None, dtype=None) -> Tensor:

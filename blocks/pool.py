@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from blocks.registry import register
+from engine.blocks.registry import register
 
 _EXAMPLE = {"args": {"k": 2, "stride": 2}, "inputs": [[2, 3, 8, 8]]}
 

@@ -1,19 +1,19 @@
 """`blocks/README.md`'s table of files and their blocks, generated from the registry so that it
 cannot fall behind it (`tests/blocks/test_registry.py` fails when it does).
 
-    python -m blocks            rewrite the table in blocks/README.md
-    python -m blocks --check    exit 1 if the table is out of date
+    python -m engine.blocks            rewrite the table in blocks/README.md
+    python -m engine.blocks --check    exit 1 if the table is out of date
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import blocks  # noqa: F401  (registers every block)
-from blocks.registry import REGISTRY
+import engine.blocks  # noqa: F401  (registers every block)
+from engine.blocks.registry import REGISTRY
 
 README = Path(__file__).with_name("README.md")
-BEGIN = "<!-- generated from the registry by `python -m blocks`: edit the blocks, not this table -->"
+BEGIN = "<!-- generated from the registry by `python -m engine.blocks`: edit the blocks, not this table -->"
 END = "<!-- end of the generated table -->"
 
 
@@ -21,7 +21,7 @@ def table() -> str:
     """One row per file (one family each), its blocks in source order."""
     files: dict[str, list[str]] = {}
     for info in REGISTRY.entries.values():  # registration order: each file's own order
-        files.setdefault(info.cls.__module__.removeprefix("blocks."), []).append(info.name)
+        files.setdefault(info.cls.__module__.removeprefix("engine.blocks."), []).append(info.name)
     rows = [f"| `{stem}.py` | {', '.join(names)} |" for stem, names in sorted(files.items())]
     return "\n".join(["| file | blocks |", "| --- | --- |", *rows])
 
@@ -40,7 +40,7 @@ def main(argv: list[str]) -> int:
     new = with_table(text)
     if "--check" in argv:
         if new != text:
-            print(f"{README}'s table is out of date: run `python -m blocks`")
+            print(f"{README}'s table is out of date: run `python -m engine.blocks`")
         return int(new != text)
     README.write_text(new, encoding="utf-8")
     return 0

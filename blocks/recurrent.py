@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from blocks.registry import register
+from engine.blocks.registry import register
 
 
 class _Cell(nn.Module):

@@ -178,10 +178,10 @@ def _load_all() -> None:
     # Importing the block modules runs their @register decorators; installed plugins (the
     # `engine.blocks` entry points) register theirs the first time the registry is read.
     global _plugins_loaded
-    import blocks  # noqa: F401
+    import engine.blocks  # noqa: F401
     if not _plugins_loaded:
         _plugins_loaded = True
-        from blocks.plugins import load_entry_points
+        from engine.blocks.plugins import load_entry_points
         load_entry_points()
 
 

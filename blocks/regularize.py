@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 from torchvision.ops import stochastic_depth
 
-from blocks.registry import register
+from engine.blocks.registry import register
 
 
 @register("dropout", category="regularize",

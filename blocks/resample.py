@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from blocks.registry import register
+from engine.blocks.registry import register
 
 
 @register("upsample", category="resample", layout=None,

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from blocks.registry import register
+from engine.blocks.registry import register
 
 
 @register("film", category="style", in_dim=1, inputs=2,

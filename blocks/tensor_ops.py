@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from blocks.registry import register
+from engine.blocks.registry import register
 
 
 @register("flatten", category="tensor_ops", layout=False,

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from blocks.registry import register
+from engine.blocks.registry import register
 
 
 def _activation(name: str):

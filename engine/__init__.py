@@ -8,10 +8,20 @@ Your own blocks: `@engine.register_block("name", category="activation", ...)` on
 class (blocks/plugins.py says how the command line and installed packages load them).
 """
 
-from blocks.registry import register as register_block
-from engine.compiler import analyze, resolve_spec
-from engine.compiler.ir import SpecError
-from engine.compiler.statedict import load_reference_state_dict, rename_state_dict
+import pathlib as _pathlib
+
+# `engine.blocks`, `engine.specs` and `engine.recipes` are the repository's top-level folders,
+# mapped into the package by pyproject.toml. Installed (editable or from a wheel) they are found
+# as mapped; a source tree used without installing it (PYTHONPATH=checkout) finds them beside
+# engine/ through this extra search path.
+_here = _pathlib.Path(__file__).resolve().parent
+if not (_here / "blocks").is_dir():
+    __path__.append(str(_here.parent))
+
+from engine.blocks.registry import register as register_block  # noqa: E402
+from engine.compiler import analyze, resolve_spec  # noqa: E402
+from engine.compiler.ir import SpecError  # noqa: E402
+from engine.compiler.statedict import load_reference_state_dict, rename_state_dict  # noqa: E402
 
 
 def build(spec, device: str = "cpu", weights: str | None = None, **params):

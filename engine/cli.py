@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _load_plugins(modules: list[str]) -> bool:
     """Import `-p` modules and installed plugins before any command reads the block registry."""
-    from blocks.plugins import PluginError, load_entry_points, load_module
+    from engine.blocks.plugins import PluginError, load_entry_points, load_module
     try:
         for name in modules:
             load_module(name)
@@ -451,7 +451,7 @@ def _drop_option(argv: list[str], name: str) -> list[str]:
 
 
 def cmd_blocks(args) -> int:
-    from blocks.registry import INFERRED, all_blocks, type_name
+    from engine.blocks.registry import INFERRED, all_blocks, type_name
     for name, info in all_blocks().items():
         params = ", ".join(
             f"{a.name}: {type_name(a.annotation)}" + ("" if a.required else f" = {a.default!r}")

@@ -1,6 +1,8 @@
 """The engine's layering rule, read from the source: who imports whom, at which line.
 
-    blocks  <  engine.compiler  <  engine.views  <  engine.train  <  engine (cli, public API)
+    engine.blocks  <  engine.compiler  <  engine.views  <  engine.train  <  engine (cli, API)
+
+(`engine.blocks` is the repository's blocks/ folder, mapped into the package by pyproject.toml.)
 
 A module may import its own layer and the layers below it, never one above. Inside the train
 layer the same rule orders its parts (the evaluation side never imports a procedure, and no
@@ -16,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-LAYERS = ("blocks", "engine.compiler", "engine.views", "engine.train", "engine")
+LAYERS = ("engine.blocks", "engine.compiler", "engine.views", "engine.train", "engine")
 
 # inside engine.train, lowest first: a part may import its own rank and below
 TRAIN_PARTS = (
@@ -37,15 +39,35 @@ class Import:
     names: tuple[str, ...]  # what a `from` import takes ((), for `import x`)
 
 
+# pyproject.toml maps these top-level folders into the package
+MAPPED = {"engine.blocks": "blocks", "engine.specs": "specs", "engine.recipes": "recipes"}
+
+
 def module_name(path: Path, root: Path) -> str:
     parts = list(path.relative_to(root).with_suffix("").parts)
     if parts[-1] == "__init__":
         parts.pop()
-    return ".".join(parts)
+    return ours(".".join(parts))
+
+
+def ours(module: str) -> str:
+    """A dotted name as the package knows it: the folder `blocks` is `engine.blocks` (older
+    revisions imported it as `blocks`)."""
+    folder = {v: k for k, v in MAPPED.items()}
+    top, _, rest = module.partition(".")
+    return ".".join(filter(None, [folder[top], rest])) if top in folder else module
+
+
+def source_path(module: str, root: Path) -> Path:
+    """Where a dotted module name lives in the repository (without .py or /__init__.py)."""
+    for name, folder in MAPPED.items():
+        if module == name or module.startswith(name + "."):
+            return root / folder / module[len(name) + 1:].replace(".", "/")
+    return root / module.replace(".", "/")
 
 
 def is_package(module: str, root: Path) -> bool:
-    return (root / module.replace(".", "/") / "__init__.py").is_file()
+    return (source_path(module, root) / "__init__.py").is_file()
 
 
 def package_of(module: str, root: Path) -> str:
@@ -67,22 +89,23 @@ def imports_of(path: Path, root: Path) -> Iterator[Import]:
         if isinstance(node, ast.Import):
             for alias in node.names:
                 if _ours(alias.name):
-                    yield Import(rel, node.lineno, importer, alias.name, ())
+                    yield Import(rel, node.lineno, importer, ours(alias.name), ())
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0 and _ours(node.module):
             yield from _from_import(node, rel, importer, root)
 
 
 def _from_import(node: ast.ImportFrom, rel: str, importer: str, root: Path) -> Iterator[Import]:
     # `from engine.train import data` imports the module engine.train.data, not a name of the package
-    plain = []
+    plain, module = [], ours(node.module)
     for alias in node.names:
-        sub = f"{node.module}.{alias.name}"
-        if (root / sub.replace(".", "/")).is_dir() or (root / (sub.replace(".", "/") + ".py")).is_file():
+        sub = f"{module}.{alias.name}"
+        path = source_path(sub, root)
+        if path.is_dir() or path.with_suffix(".py").is_file():
             yield Import(rel, node.lineno, importer, sub, ())
         else:
             plain.append(alias.name)
     if plain:
-        yield Import(rel, node.lineno, importer, node.module, tuple(plain))
+        yield Import(rel, node.lineno, importer, module, tuple(plain))
 
 
 def _ours(module: str) -> bool:

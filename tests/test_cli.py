@@ -180,3 +180,13 @@ def test_ddp_workers_start_with_the_working_folder_off_the_path(hostile_folder):
                             cwd=hostile_folder, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.startswith("small_cnn")
+
+
+def test_a_users_blocks_folder_never_stands_in_for_the_engines_blocks(hostile_folder):
+    """The blocks ship as `engine.blocks`: with the working folder first on sys.path (python -c,
+    a notebook, `python -m`), its blocks/ package is never imported by the engine."""
+    (hostile_folder / "engine.py").unlink()  # the one name that is the package itself
+    code = "import engine; print(type(engine.build('small_cnn')).__name__)"
+    for argv in ([sys.executable, "-c", code], [sys.executable, "-m", "engine.cli", "build", "small_cnn"]):
+        result = subprocess.run(argv, capture_output=True, text=True, cwd=hostile_folder, timeout=300)
+        assert result.returncode == 0 and "shadowed" not in result.stderr, result.stderr[-2000:]

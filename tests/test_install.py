@@ -82,8 +82,9 @@ def engine(env: Path, cwd: Path, *argv: str) -> str:
 
 def test_the_wheel_holds_every_module_and_the_bundled_yaml(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
-    want = {str(p.relative_to(REPO)) for top in ("engine", "blocks") for p in (REPO / top).rglob("*.py")
-            if "__pycache__" not in p.parts}
+    want = {str(p.relative_to(REPO)) for p in (REPO / "engine").rglob("*.py") if "__pycache__" not in p.parts}
+    want |= {f"engine/{p.relative_to(REPO)}" for p in (REPO / "blocks").rglob("*.py")
+             if "__pycache__" not in p.parts}  # the blocks/ folder ships as engine.blocks
     for folder in ("specs", "recipes"):
         want |= {f"engine/{folder}/{p.name}" for p in (REPO / folder).glob("*.yaml")}
         want.add(f"engine/{folder}/__init__.py")
@@ -93,12 +94,14 @@ def test_the_wheel_holds_every_module_and_the_bundled_yaml(wheel):
 
 def test_the_new_environment_imports_the_wheel_not_the_checkout(env):
     python = env / "bin" / "python"
-    out = _ask(python, "import sys, engine; from engine.compiler.merge import RECIPES_DIR, SPECS_DIR;"
-                       "print(engine.__file__, SPECS_DIR, RECIPES_DIR, sep='\\n');"
-                       "print(any('editable' in repr(f) for f in sys.meta_path))")
+    out = _ask(python, "import sys, engine, engine.blocks; from engine.compiler.merge import RECIPES_DIR,"
+                       " SPECS_DIR; print(engine.__file__, SPECS_DIR, RECIPES_DIR, sep='\\n');"
+                       "print(any('editable' in repr(f) for f in sys.meta_path));"
+                       "print(engine.blocks.__file__, engine.__path__)")
     site = Path(_ask(python, "import sysconfig; print(sysconfig.get_paths()['purelib'])")).resolve()
-    file, specs, recipes, editable = out.splitlines()
+    file, specs, recipes, editable, blocks = out.splitlines()
     assert Path(file).resolve() == site / "engine" / "__init__.py"
+    assert blocks.startswith(str(site / "engine" / "blocks" / "__init__.py"))  # one search path
     assert Path(specs) == site / "engine" / "specs" and Path(recipes) == site / "engine" / "recipes"
     assert editable == "False"
     assert str(REPO) not in out

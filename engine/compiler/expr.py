@@ -14,7 +14,7 @@ import operator
 import re
 from typing import Any
 
-from blocks.registry import suggest
+from engine.blocks.registry import suggest
 from engine.compiler.ir import INVALID, TensorInfo
 
 _BINARY = {

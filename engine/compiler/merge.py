@@ -46,7 +46,7 @@ def find_spec(name: str) -> Path:
     bundled = SPECS_DIR / f"{name}.yaml"
     if bundled.exists():
         return bundled
-    from blocks.registry import suggest
+    from engine.blocks.registry import suggest
     known = [p.stem for p in SPECS_DIR.glob("*.yaml")]
     raise located_error(f"no spec file or bundled spec named '{name}'", name,
                         hint=suggest(name, known) or "`engine list` shows bundled specs")
@@ -132,7 +132,7 @@ def deep_merge(base: Any, over: Any) -> Any:
 
 def _delete(out: LocDict, key: Any, over: LocDict) -> None:
     if key not in out:
-        from blocks.registry import suggest
+        from engine.blocks.registry import suggest
         raise located_error(
             f"`{key}: !delete` but nothing named '{key}' is inherited", over.key_loc(key),
             str(key), suggest(str(key), [str(k) for k in out]) or
@@ -178,7 +178,7 @@ def _override_path(doc: LocDict, key: str, loc: Loc) -> list[str]:
     if len(parts) == 1 and key in params:
         return ["params", key]
     if len(parts) == 1:
-        from blocks.registry import suggest
+        from engine.blocks.registry import suggest
         raise located_error(f"the spec has no param '{key}'", loc, hint=suggest(
             key, params) or f"its params: {', '.join(params) or 'none'}; "
                             "other keys take a dotted path, e.g. graph.fc.out")
@@ -200,7 +200,7 @@ def _set_path(doc: LocDict, parts: list[str], value: Any, loc: Loc) -> None:
 
 
 def _missing_path(doc: LocDict, target: Any, parts: list[str], i: int, loc: Loc) -> Diagnostic:
-    from blocks.registry import suggest
+    from engine.blocks.registry import suggest
     where, part = ".".join(parts[:i + 1]), parts[i]
     nxt = target.get(part) if isinstance(target, dict) else None
     if nxt is not None:  # it exists, but is a value, not a mapping: say what it is

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from blocks.registry import lookup, suggest
+from engine.blocks.registry import lookup, suggest
 from engine.compiler.expr import ExprError, NeedsShape, Poisoned, evaluate_value, is_expression, source_of
 from engine.compiler.ir import INVALID, Deferred, Diagnostic, Graph, Loc, LocDict, LocList, Node, Ref, Spec
 from engine.compiler.repeat import DEFAULT_INPUT, Repeats

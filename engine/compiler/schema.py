@@ -13,7 +13,7 @@ from typing import Any
 
 import jsonschema
 
-from blocks.registry import INFERRED, all_blocks
+from engine.blocks.registry import INFERRED, all_blocks
 
 EXPR = {"type": "string", "pattern": r"^\$"}
 NODE_KEYS = {

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from blocks.registry import BlockInfo, inferred_args, lookup
+from engine.blocks.registry import BlockInfo, inferred_args, lookup
 from engine.compiler.expr import ExprError, Poisoned, evaluate
 from engine.compiler.ir import (
     INVALID,

@@ -13,7 +13,7 @@ import jsonschema
 import networkx as nx
 from torch import nn
 
-from blocks.registry import INFERRED, all_blocks, check_type, lookup, suggest, type_name
+from engine.blocks.registry import INFERRED, all_blocks, check_type, lookup, suggest, type_name
 from engine.compiler.ir import INVALID, Deferred, Diagnostic, Graph, Loc, LocDict, LocList, Node, Spec, dedupe
 from engine.compiler.schema import dispatching_validator
 from engine.compiler.walk import iter_nodes

@@ -14,7 +14,7 @@ from typing import Any
 
 import jsonschema
 
-from blocks.registry import suggest
+from engine.blocks.registry import suggest
 from engine.compiler.ir import Diagnostic, Loc, LocDict, SpecError, dedupe
 from engine.compiler.merge import RECIPES_DIR, find_spec, load_merged, parse_overrides
 from engine.train import load_all

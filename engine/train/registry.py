@@ -8,7 +8,7 @@ A duplicate name is an error; an unknown name suggests the close ones. YAML neve
 
 from __future__ import annotations
 
-from blocks.registry import Registry
+from engine.blocks.registry import Registry
 
 PROCEDURES = Registry("procedure")
 DATASETS = Registry("dataset")

@@ -26,7 +26,7 @@ from urllib.parse import urlparse
 import torch
 from torch import Tensor, nn
 
-from blocks.registry import suggest
+from engine.blocks.registry import suggest
 from engine.compiler.ir import Loc, Shaped, located_error
 from engine.compiler.statedict import rename_state_dict
 from engine.train.checkpoint import load_checkpoint, newest_match, trained_weights

@@ -14,7 +14,7 @@ import html
 from dataclasses import dataclass
 from pathlib import Path
 
-from blocks.registry import lookup
+from engine.blocks.registry import lookup
 from engine.compiler.ir import Graph, Node, Shaped, TensorInfo, located_error
 from engine.views.summary import human, node_params
 

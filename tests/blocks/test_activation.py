@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from blocks.registry import lookup
+from engine.blocks.registry import lookup
 
 
 def _block(name, **args):

@@ -9,8 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from blocks.attention import AdditiveAttention, DotAttention, SelfAttention2d
-from blocks.registry import lookup
+from engine.blocks.attention import AdditiveAttention, DotAttention, SelfAttention2d
+from engine.blocks.registry import lookup
 
 
 def _block(name, **args):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from blocks.registry import INFERRED, all_blocks, check_type, inferred_args
+from engine.blocks.registry import INFERRED, all_blocks, check_type, inferred_args
 from engine.compiler.schema import spec_schema
 
 BLOCKS = all_blocks()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from blocks.registry import lookup
+from engine.blocks.registry import lookup
 
 
 def _block(name, **args):

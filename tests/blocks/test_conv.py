@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from blocks.conv import ConvTranspose, MaskedConv
+from engine.blocks.conv import ConvTranspose, MaskedConv
 
 
 def _grad_of_pixel(block, x, i, j):

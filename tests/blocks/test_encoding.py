@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from blocks.encoding import OneHot, PositionalEncoding, TimeEmbedding
+from engine.blocks.encoding import OneHot, PositionalEncoding, TimeEmbedding
 
 
 def _close(a, b, tol=1e-6):

@@ -8,8 +8,8 @@ import math
 import torch
 
 import engine
-from blocks.latent import Reparameterize, VectorQuantizer
-from blocks.registry import lookup
+from engine.blocks.latent import Reparameterize, VectorQuantizer
+from engine.blocks.registry import lookup
 
 
 def test_vq_picks_nearest_code_and_quantized_is_the_code():

@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from blocks.norm import GroupNorm
-from blocks.registry import lookup
+from engine.blocks.norm import GroupNorm
+from engine.blocks.registry import lookup
 
 
 def _block(name, **args):

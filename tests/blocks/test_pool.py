@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from blocks.registry import lookup
+from engine.blocks.registry import lookup
 
 
 def _block(name, **args):

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from blocks.recurrent import GRU, LSTM, RNN, GRUCell, LastState, LSTMCell, Recurrent, RNNCell
+from engine.blocks.recurrent import GRU, LSTM, RNN, GRUCell, LastState, LSTMCell, Recurrent, RNNCell
 
 D, H, B, T = 5, 7, 3, 6
 TORCH_CELLS = {"rnn": (RNNCell, nn.RNNCell), "lstm": (LSTMCell, nn.LSTMCell),

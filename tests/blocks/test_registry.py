@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import pytest
 
-from blocks.readme import README, with_table
-from blocks.registry import Registry, all_blocks, register, suggest
+from engine.blocks.readme import README, with_table
+from engine.blocks.registry import Registry, all_blocks, register, suggest
 
 
 def test_readme_table_matches_the_registry():
     text = README.read_text(encoding="utf-8")
-    assert with_table(text) == text, "blocks/README.md's table is out of date: run `python -m blocks`"
+    assert with_table(text) == text, "blocks/README.md's table is out of date: run `python -m engine.blocks`"
 
 
 @pytest.mark.parametrize("name", sorted(all_blocks()))
 def test_block_lives_in_the_file_of_its_family(name):
     info = all_blocks()[name]
-    assert info.cls.__module__ == f"blocks.{info.category}"
+    assert info.cls.__module__ == f"engine.blocks.{info.category}"
 
 
 def test_duplicate_name_is_an_error():

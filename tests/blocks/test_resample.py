@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from blocks.registry import lookup
+from engine.blocks.registry import lookup
 
 
 def _block(name, **args):
@@ -19,7 +19,7 @@ def _block(name, **args):
                                        ({"size": [6, 9], "mode": "bicubic",
                                          "align_corners": True}, (6, 9))])
 def test_upsample_equals_interpolate(args, size):
-    from blocks.resample import Upsample
+    from engine.blocks.resample import Upsample
     x = torch.randn(2, 3, 4, 5)
     out = Upsample(**args)(x)
     want = F.interpolate(x, size=args.get("size") if not isinstance(args.get("size"), list)
@@ -30,7 +30,7 @@ def test_upsample_equals_interpolate(args, size):
 
 
 def test_upsample_rejects_both_or_neither_and_bad_modes():
-    from blocks.resample import Upsample
+    from engine.blocks.resample import Upsample
     for bad in ({}, {"scale": 2, "size": 4}, {"scale": 2, "mode": "linear"},
                 {"scale": 2, "align_corners": True}):
         with pytest.raises(ValueError):

@@ -9,8 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from blocks.registry import lookup
-from blocks.style import FiLM
+from engine.blocks.registry import lookup
+from engine.blocks.style import FiLM
 
 
 def _block(name, **args):

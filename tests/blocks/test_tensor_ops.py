@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from blocks.registry import lookup
-from blocks.tensor_ops import PaddingMask
+from engine.blocks.registry import lookup
+from engine.blocks.tensor_ops import PaddingMask
 
 
 def _block(name, **args):

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from blocks.transformer import TransformerDecoderLayer, TransformerEncoderLayer
+from engine.blocks.transformer import TransformerDecoderLayer, TransformerEncoderLayer
 
 D, H, B, T = 5, 7, 3, 6
 

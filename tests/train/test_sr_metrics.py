@@ -76,7 +76,7 @@ def test_ycbcr_matches_skimage():
 
 
 def test_luminance_block_equals_the_y_channel():
-    from blocks.color import Luminance
+    from engine.blocks.color import Luminance
     x = torch.rand(2, 3, 6, 4)
     torch.testing.assert_close(Luminance()(x), rgb_to_y(x), atol=1e-6, rtol=0)
 

@@ -11,7 +11,7 @@ import struct
 import pytest
 
 import engine
-from blocks.registry import CATEGORIES, all_blocks, lookup
+from engine.blocks.registry import CATEGORIES, all_blocks, lookup
 from engine.compiler.merge import SPECS_DIR
 from engine.views.render import PALETTE, render_dot, write_dot
 from tests.conftest import REPO

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from blocks.latent import VectorQuantizer
+from engine.blocks.latent import VectorQuantizer
 from engine.compiler.ir import located_error
 from engine.train.checkpoint import load_checkpoint, newest_match
 from engine.train.evaluation.metrics import per_sample_loss

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torchvision.ops import StochasticDepth
 
-from blocks.registry import block_args, inferred_args, lookup
+from engine.blocks.registry import block_args, inferred_args, lookup
 from engine.compiler.ir import Node, Shaped
 from engine.views.codegen.ir import Arg, Call, Cat, Kw, Lit, Literals, Pos, Text, Token
 from engine.views.codegen.literals import Raw, is_attr, literal
@@ -174,7 +174,7 @@ def _fingerprint(m: nn.Module) -> tuple:
 
 def _attention_inline(node: Node, module: nn.Module) -> bool:
     """The attention block in a class: `nn.MultiheadAttention`, called (q, k, v)[0] inline."""
-    return (node.op == "attention" and type(module).__module__ == "blocks.attention"
+    return (node.op == "attention" and type(module).__module__ == "engine.blocks.attention"
             and isinstance(module, nn.MultiheadAttention))
 
 
@@ -284,7 +284,7 @@ def inline_expression(node: Node, module: nn.Module, refs: list[str],
                       helpers: Helpers) -> str | None:
     """A parameter-free block written as an expression in the forward, or None. Only blocks of
     blocks/ qualify, and only with exactly the attributes the expression reads."""
-    if not type(module).__module__.startswith("blocks.") or node.op not in _INLINE:
+    if not type(module).__module__.startswith("engine.blocks.") or node.op not in _INLINE:
         return None
     attrs = {k for k in vars(module) if not k.startswith("_") and k != "training"}
     return _INLINE[node.op](module, attrs, refs, helpers)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from blocks.registry import INFERRED, lookup
+from engine.blocks.registry import INFERRED, lookup
 from engine.compiler.ir import Deferred, Graph, Node, Ref, Shaped
 from engine.views.diff.records import (
     ADDED,
