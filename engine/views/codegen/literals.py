@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import keyword
 import math
+import re
 from typing import Any
 
 from engine.compiler.build import var
@@ -77,9 +78,32 @@ def is_attr(name: str) -> bool:
 
 
 def camel(name: str) -> str:
-    """A class name from a spec name: `basic_block` -> `BasicBlock`."""
-    out = "".join(p[:1].upper() + p[1:] for p in name.replace("-", "_").split("_")) or "Graph"
+    """A class name from a spec name: `basic_block` -> `BasicBlock`; any other character
+    (`resnet-50.v1.5`, `my model`, quotes) separates words, so the result is an identifier."""
+    words = re.sub(r"[^0-9A-Za-z]+", "_", name).split("_")
+    out = "".join(w[:1].upper() + w[1:] for w in words) or "Graph"
     return out if out[0].isalpha() else f"Block{out}"
+
+
+# ---- text from a spec inside the generated file: never code ----------------------------------
+# Every string that comes from a spec (its name, its comment, file names, --set values) reaches
+# the generated file through one of these two, so no spec can end a comment or a docstring early
+# and write code after it.
+
+def comment_text(text: str) -> str:
+    """Any text as (the rest of) one comment line: a newline or other control character, which
+    would end the comment, is written as its escape (`\\n`)."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in str(text))
+
+
+def docstring_text(text: str) -> str:
+    """Any text inside a triple-double-quoted docstring: backslashes doubled, a run of three
+    double quotes (which would close it) written as three single quotes, control characters
+    other than newlines escaped, and a final double quote kept off the closing quotes."""
+    out = str(text).replace("\\", "\\\\").replace('"""', "'''")
+    out = "".join(c if c.isprintable() or c == "\n" else c.encode("unicode_escape").decode()
+                  for c in out)
+    return out + " " if out.endswith('"') else out
 
 
 def child(expr: str, name: str, indexed: bool = False) -> str:

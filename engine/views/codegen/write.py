@@ -19,7 +19,7 @@ from engine.views.codegen.ir import (
     Text,
     Token,
 )
-from engine.views.codegen.literals import literal
+from engine.views.codegen.literals import docstring_text, literal
 
 
 def class_text(g: Group, groups: list[Group], shaped: Shaped) -> str:
@@ -30,7 +30,7 @@ def class_text(g: Group, groups: list[Group], shaped: Shaped) -> str:
         if toks:
             body += ["", comment, *(_write(tok, g, groups, 8) for tok in toks)]
     init = "\n".join(f"        {s}" if s else "" for s in body)
-    return (f"class {g.name}(nn.Module):\n    \"\"\"{_label(g, shaped)}\"\"\"\n\n"
+    return (f"class {g.name}(nn.Module):\n    \"\"\"{docstring_text(_label(g, shaped))}\"\"\"\n\n"
             f"{_init_header(g)}\n{init}\n\n{g.forward}")
 
 
