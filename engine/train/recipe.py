@@ -28,12 +28,14 @@ _OPTIMIZER = {"type": "object", "required": ["name", "lr"], "properties": {
     "name": {"type": "string"}, "lr": {"type": "number", "exclusiveMinimum": 0},
     "groups": {"type": "array", "items": {"type": "object", "required": ["params"],
                                           "properties": {"params": {"type": "string"}}}}}}
+RUN_NAME = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
 SCHEMA = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "title": "engine recipe", "type": "object", "additionalProperties": False,
     "required": ["name", "spec", "data", "procedure"],
     "properties": {
-        "name": {"type": "string"}, "description": {"type": "string"},
+        # the run folder is <output>/<name>-<time>: a name is one plain folder-name word
+        "name": {"type": "string", "pattern": RUN_NAME}, "description": {"type": "string"},
         "extends": {"type": "string"},
         "spec": {"anyOf": [{"type": "string"}, {
             "type": "object", "required": ["name"], "additionalProperties": False,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -17,6 +18,7 @@ import torch
 from engine.cli import main
 from engine.compiler.ir import SpecError
 from engine.train.checkpoint import load_checkpoint, save_checkpoint
+from engine.train.recipe import load_recipe
 from tests.conftest import REPO
 
 MLP = """
@@ -213,3 +215,14 @@ def test_evaluation_runs_in_eval_mode_and_restores_the_mode(tmp_path):
             total += float(torch.nn.functional.cross_entropy(model(images), labels, reduction="sum"))
             count += len(labels)
     assert abs(got - total / count) < 1e-5
+
+
+@pytest.mark.parametrize("name", ["../../escape", "/tmp/abs", "a/b", "my run: v2", ""])
+def test_a_recipe_name_is_one_folder_word(tmp_path, name):
+    """The run folder is <output>/<name>-<time>: a name that is a path would put it elsewhere."""
+    text = (REPO / "recipes" / "digits_cnn.yaml").read_text()
+    path = tmp_path / "bad.yaml"
+    path.write_text(text.replace("name: digits_cnn", f"name: {json.dumps(name)}", 1))
+    with pytest.raises(SpecError) as err:
+        load_recipe(path)
+    assert "name" in str(err.value) and str(path) in str(err.value)
