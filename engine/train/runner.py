@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import math
 import time
@@ -26,7 +27,7 @@ from engine.compiler import analyze
 from engine.compiler.dump import resolved_dict
 from engine.compiler.ir import located_error
 from engine.train import distributed, judges
-from engine.train.checkpoint import load_checkpoint, save_checkpoint
+from engine.train.checkpoint import load_checkpoint, save_checkpoint, write_text_atomic
 from engine.train.data import build_dataset, data_root
 from engine.train.data.transforms import build_transform
 from engine.train.evaluation.digit_fd import DigitJudge
@@ -211,23 +212,24 @@ class Run:
     def write_header(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         plain = json.loads(json.dumps(self.recipe.doc))
-        (self.folder / "recipe.yaml").write_text(yaml.safe_dump(plain, sort_keys=False))
+        write_text_atomic(self.folder / "recipe.yaml", yaml.safe_dump(plain, sort_keys=False))
         spec_text = yaml.safe_dump(resolved_dict(self.shaped), sort_keys=False)
-        (self.folder / "spec.yaml").write_text(spec_text)
-        (self.folder / "spec.sha256").write_text(hashlib.sha256(spec_text.encode()).hexdigest()
-                                                 + "\n")
+        write_text_atomic(self.folder / "spec.yaml", spec_text)
+        write_text_atomic(self.folder / "spec.sha256",
+                          hashlib.sha256(spec_text.encode()).hexdigest() + "\n")
         if self.weights_report:  # which file a `weights:` glob picked, and what it loaded
-            (self.folder / "weights.txt").write_text(self.weights_report + "\n")
+            write_text_atomic(self.folder / "weights.txt", self.weights_report + "\n")
 
     def write_row(self, row: dict) -> None:
         path = self.folder / "metrics.csv"
         rows = _read_rows(path)[: self.position.rows]
         rows.append({k: _fmt(v) for k, v in row.items()})
         fields = list(dict.fromkeys(f for r in rows for f in r))
-        with path.open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=fields)
-            writer.writeheader()
-            writer.writerows(rows)
+        text = io.StringIO(newline="")
+        writer = csv.DictWriter(text, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+        write_text_atomic(path, text.getvalue())  # a kill mid-write never loses earlier rows
         self.position.rows = len(rows)
 
     def print_row(self, row: dict) -> None:

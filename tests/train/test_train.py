@@ -226,3 +226,21 @@ def test_a_recipe_name_is_one_folder_word(tmp_path, name):
     with pytest.raises(SpecError) as err:
         load_recipe(path)
     assert "name" in str(err.value) and str(path) in str(err.value)
+
+
+def test_run_files_are_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
+    """metrics.csv (and every other run text file) is written to a temporary file and renamed
+    over the old one: a crash at the rename leaves the old rows and no temporary file."""
+    from engine.train import checkpoint
+    from engine.train.checkpoint import write_text_atomic
+    path = tmp_path / "run" / "metrics.csv"
+    write_text_atomic(path, "epoch,loss\n1,0.5\n")
+
+    def killed(src, dst):
+        raise KeyboardInterrupt  # the process dies between writing and renaming
+
+    monkeypatch.setattr(checkpoint.os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        write_text_atomic(path, "epoch,loss\n1,0.5\n2,0.4\n")
+    assert path.read_text() == "epoch,loss\n1,0.5\n"
+    assert sorted(p.name for p in path.parent.iterdir()) == ["metrics.csv"]
