@@ -6,6 +6,7 @@ line and key, with a did-you-mean for unknown procedures, datasets, optimizers a
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -15,7 +16,7 @@ from typing import Any
 import jsonschema
 
 from engine.blocks.registry import suggest
-from engine.compiler.ir import Diagnostic, Loc, LocDict, SpecError, dedupe
+from engine.compiler.ir import Diagnostic, Loc, LocDict, LocList, SpecError, dedupe
 from engine.compiler.merge import RECIPES_DIR, find_spec, load_merged, parse_overrides
 from engine.train import load_all
 from engine.train.registry import DATASETS, LOSSES, METRICS, OPTIMIZERS, PROCEDURES, SCHEDULERS
@@ -59,6 +60,7 @@ SCHEMA = {
         "steps": {"type": ["integer", "null"], "minimum": 1},
         "clip_grad": {"type": ["number", "null"], "exclusiveMinimum": 0},
         "amp": {"type": "boolean"},
+        "stop_on_nonfinite": {"type": "boolean"},
         "ema": {"anyOf": [{"type": "null"}, {
             "type": "object", "required": ["decay"], "additionalProperties": False,
             "properties": {"decay": {"type": "number", "exclusiveMinimum": 0, "maximum": 1}}}]},
@@ -80,7 +82,7 @@ SCHEMA = {
 }
 DEFAULTS = {"epochs": None, "steps": None, "clip_grad": None, "amp": False, "ema": None,
             "seed": 0, "scheduler": None, "freeze": [], "output": "runs", "loss": None,
-            "weights": None}
+            "weights": None, "stop_on_nonfinite": True}
 
 
 @dataclass
@@ -248,8 +250,24 @@ def check_weights(doc: LocDict, spec_name: str | None = None) -> list[Diagnostic
     return [Diagnostic(problem[0], doc.value_loc("weights"), "weights", problem[1])] if problem else []
 
 
+def check_finite(doc: Any, path: str = "") -> Iterator[Diagnostic]:
+    """No recipe number may be infinite or NaN (`lr: .inf` passes `exclusiveMinimum: 0` and
+    trains to NaN losses that exit 0)."""
+    items = doc.items() if isinstance(doc, dict) else enumerate(doc) if isinstance(doc, list) else ()
+    for key, value in items:
+        where = f"{path}.{key}" if path else str(key)
+        if isinstance(value, float) and not math.isfinite(value):
+            loc = doc.value_loc(key) if isinstance(doc, LocDict) else getattr(doc, "loc", None)
+            if isinstance(doc, LocList):
+                loc = doc.item_loc(key)
+            yield Diagnostic(f"{where} is {value}, not a finite number", loc, where,
+                             "write a finite number")
+        else:
+            yield from check_finite(value, where)
+
+
 RULES = (check_procedure, check_dataset, check_optimizers, check_scheduler_loss_metrics,
-         check_length, check_transforms, check_weights)
+         check_length, check_transforms, check_weights, check_finite)
 
 
 def _spec_ref(doc: Any, path: Path, errors: list) -> tuple[Path | None, dict]:

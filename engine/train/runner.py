@@ -131,6 +131,7 @@ class Run:
         for index, batch in batches:
             batch = _to(batch, self.device)
             values = self.procedure.train_step(batch)
+            self.check_finite(values["loss"], pos.epoch, index)
             n = _batch_size(batch)
             pos.batch, pos.step = index + 1, pos.step + 1
             pos.loss_sum += values["loss"] * n
@@ -147,6 +148,19 @@ class Run:
         progress.close()
         if pos.batch >= total:
             pos.batch = 0
+
+    def check_finite(self, loss: float, epoch: int, batch: int) -> None:
+        """Stop at the first NaN or infinite loss, before it reaches a checkpoint: the last one
+        saved still holds the last good state (a recipe may opt out: `stop_on_nonfinite: false`)."""
+        if math.isfinite(loss) or not self.recipe["stop_on_nonfinite"]:
+            return
+        last = self.folder / "checkpoints" / "last.pt"
+        kept = f"{last} keeps the last good state" if last.exists() else "no checkpoint was saved yet"
+        raise located_error(
+            f"the training loss is {loss} at step {self.position.step + 1} (epoch {epoch + 1}, "
+            f"batch {batch + 1}): training stopped", self.recipe.file,
+            hint=f"{kept}; lower the learning rate or set clip_grad, or write "
+                 "`stop_on_nonfinite: false` to train on")
 
     def end_epoch(self) -> None:
         pos, recipe = self.position, self.recipe

@@ -244,3 +244,22 @@ def test_run_files_are_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
         write_text_atomic(path, "epoch,loss\n1,0.5\n2,0.4\n")
     assert path.read_text() == "epoch,loss\n1,0.5\n"
     assert sorted(p.name for p in path.parent.iterdir()) == ["metrics.csv"]
+
+
+def test_non_finite_numbers_are_refused_and_a_nan_loss_stops_the_run(tmp_path, capsys):
+    """`lr: .inf` passes the schema's `exclusiveMinimum: 0`: a rule refuses it where it is
+    written. A finite but absurd lr trains to NaN: the run stops at that step with a clear
+    error, before a NaN reaches a checkpoint, unless the recipe opts out."""
+    text = (REPO / "recipes" / "digits_cnn.yaml").read_text()
+    assert "lr: 0.003" in text
+    path = tmp_path / "inf.yaml"
+    path.write_text(text.replace("lr: 0.003", "lr: .inf"))
+    with pytest.raises(SpecError, match="optimizer.lr is inf, not a finite number"):
+        load_recipe(path)
+    path.write_text(text.replace("lr: 0.003", "lr: 1.0e+30"))
+    argv = ["train", str(path), "--set", "epochs=null", "--set", "steps=40", "--output",
+            str(tmp_path / "runs"), "--device", "cpu"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "the training loss is nan at step" in err and "training stopped" in err
+    assert main([*argv, "--set", "stop_on_nonfinite=false"]) == 0
