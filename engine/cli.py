@@ -44,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as err:  # a bug in the engine, not in the spec: say so plainly
+        if isinstance(err, OSError) and err.filename:  # the file system said no: not a bug
+            print(f"error: {err.filename}: {err.strerror or err}", file=sys.stderr)
+            return 1
         if os.environ.get("ENGINE_DEBUG"):
             traceback.print_exc()
         print(f"internal error: {type(err).__name__}: {err}\n"
@@ -272,12 +275,14 @@ def _is_recipe(path: str) -> bool:
         file = find_recipe(path) if "/" not in path and not file.suffix else file
         if not file.is_file() or file.parent.name != "recipes":
             return False
-    class TagBlind(yaml.SafeLoader):  # `!replace`, `!delete` ...: only the keys matter here
+    from engine.compiler.load import read_file
+
+    class TagBlind(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # only the keys matter here
         pass
     TagBlind.add_multi_constructor("!", lambda loader, suffix, node: None)
-    try:
-        doc = yaml.load(file.read_text(), Loader=TagBlind)
-    except (yaml.YAMLError, OSError):
+    try:  # read_file: a regular UTF-8 file within the size limit
+        doc = yaml.load(read_file(file), Loader=TagBlind)
+    except (yaml.YAMLError, SpecError, RecursionError):
         return False  # the spec loader reports it with its location
     return isinstance(doc, dict) and bool(RECIPE_KEYS & set(doc))
 

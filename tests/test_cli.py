@@ -190,3 +190,13 @@ def test_a_users_blocks_folder_never_stands_in_for_the_engines_blocks(hostile_fo
     for argv in ([sys.executable, "-c", code], [sys.executable, "-m", "engine.cli", "build", "small_cnn"]):
         result = subprocess.run(argv, capture_output=True, text=True, cwd=hostile_folder, timeout=300)
         assert result.returncode == 0 and "shadowed" not in result.stderr, result.stderr[-2000:]
+
+
+@pytest.mark.parametrize("argv", [["codegen", "small_cnn", "-o"], ["render", "small_cnn", "-o"]])
+def test_a_path_the_file_system_refuses_is_a_clear_error(tmp_path, capsys, argv):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    target = blocker / "out.py"  # a folder that is a file: every user, root included, gets refused
+    assert main([*argv, str(target)]) == 1
+    err = capsys.readouterr().err
+    assert "internal error" not in err and str(blocker) in err, err

@@ -18,8 +18,9 @@ import torch
 from torch import nn
 
 from engine.compiler.init import apply_rule, initialize
-from engine.compiler.ir import Graph, Node, Ref, Shaped
-from engine.compiler.walk import iter_nodes
+from engine.compiler.ir import Diagnostic, Graph, Node, Ref, Shaped, SpecError
+from engine.compiler.limits import limit
+from engine.compiler.walk import all_nodes, iter_nodes
 
 SAFE_NAME = re.compile(r"[A-Za-z0-9_]+")
 _CLASSES: dict[tuple[str, str], type] = {}
@@ -43,6 +44,9 @@ class GeneratedModule(nn.Module):
 def build(shaped: Shaped, device: str = "cpu") -> nn.Module:
     """Materialise the networks of a shaped spec (a ModuleDict for multi-network specs)."""
     spec = shaped.spec
+    errors = check_size(shaped)
+    if errors:
+        raise SpecError(errors)
     nets = {name: _graph_module(g, shaped, _class_name(name), top=True)
             for name, g in spec.networks.items()}
     root = nn.ModuleDict(nets) if spec.multi else next(iter(nets.values()))
@@ -54,6 +58,62 @@ def build(shaped: Shaped, device: str = "cpu") -> nn.Module:
         _apply_ties(nets[name], graph, prefix)
         _apply_freeze(nets[name], graph, prefix)
     return root
+
+
+def check_size(shaped: Shaped) -> list[Diagnostic]:
+    """Before allocating anything: the parameters and the activation memory of one sample, from
+    the shape stage's meta modules and shapes, within their limits (engine/compiler/limits.py).
+    Each error points at the node that asks for the most."""
+    seen: set[int] = set()
+    params, biggest = 0, (0, None)
+    for node in all_nodes(shaped.spec):
+        result = shaped.nodes.get(node.path)
+        if result is None or result.module is None or node.shared is not None:
+            continue
+        own = 0
+        for p in result.module.parameters():
+            if id(p) not in seen:
+                seen.add(id(p))
+                own += p.numel()
+        params += own
+        biggest = max(biggest, (own, node), key=lambda pair: pair[0])
+    errors = []
+    node = biggest[1]
+    diag = limit("params").check(params, node.loc if node else None, node.path if node else "")
+    if diag is not None:
+        errors.append(diag)
+    activations, biggest = 0, (0, None)
+    for graph in shaped.spec.networks.values():
+        for size, node in _activations(graph, shaped):
+            activations += size
+            biggest = max(biggest, (size, node), key=lambda pair: pair[0])
+    node = biggest[1]
+    diag = limit("activation_bytes").check(activations, node.loc if node else None,
+                                           node.path if node else "")
+    if diag is not None:
+        errors.append(diag)
+    return errors
+
+
+def _activations(graph: Graph, shaped: Shaped):
+    """(bytes of one sample's outputs, node) for each primitive node run by a graph."""
+    for node in graph.nodes:
+        result = shaped.nodes.get(node.path)
+        if result is None or node.kind in ("pass", "param"):
+            continue
+        if node.kind == "graph":
+            body = node.shared.body if node.shared is not None else node.body
+            if body is not None:
+                yield from _activations(body, shaped)
+            continue
+        size = 0
+        for out in result.outputs:
+            itemsize = getattr(torch, out.dtype).itemsize
+            numel = 1
+            for d in out.shape:
+                numel *= d
+            size += itemsize * numel // max(out.shape[0], 1) if out.shape else itemsize
+        yield size, node
 
 
 def _apply_spectral_norm(net: nn.Module, graph: Graph, prefix: str) -> None:

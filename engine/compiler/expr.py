@@ -10,12 +10,14 @@ the text is parsed with `ast` and walked here, so nothing else can run.
 from __future__ import annotations
 
 import ast
+import math
 import operator
 import re
 from typing import Any
 
 from engine.blocks.registry import suggest
 from engine.compiler.ir import INVALID, TensorInfo
+from engine.compiler.limits import limit
 
 _BINARY = {
     ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
@@ -76,24 +78,104 @@ def evaluate_value(value: str, scope: dict[str, Any]) -> Any:
 
 
 def evaluate(source: str, scope: dict[str, Any]) -> Any:
+    _check_limit("expr_chars", len(source), "write a shorter expression")
+    digits = max((len(m) for m in _DIGITS.findall(source)), default=0)
+    _check_limit("int_digits", digits, "write a smaller number")
     try:
         tree = ast.parse(source.strip(), mode="eval")
     except SyntaxError as err:
-        raise ExprError(f"cannot parse expression '{source}': {err.msg}",
+        raise ExprError(f"cannot parse expression '{_short(source)}': {err.msg}",
                         "write Python-style arithmetic, e.g. ${width * 4}") from None
-    return _Evaluator(scope).visit(tree.body)
+    except (RecursionError, MemoryError, ValueError):
+        raise ExprError(f"expression '{_short(source)}' is nested too deeply",
+                        "write a flatter expression") from None
+    try:
+        return _Evaluator(scope).visit(tree.body)
+    except RecursionError:
+        raise ExprError(f"expression '{_short(source)}' is nested too deeply",
+                        "write a flatter expression") from None
+
+
+_DIGITS = re.compile(r"\d+")
+_LOG10_2 = 0.30103
+
+
+def _short(source: str) -> str:
+    return source if len(source) <= 80 else source[:77] + "..."
+
+
+def _check_limit(name: str, count: int, hint: str) -> None:
+    """Raise ExprError when `count` is over the limit `name` (engine/compiler/limits.py)."""
+    diag = limit(name).check(count, None)
+    if diag is not None:
+        raise ExprError(diag.message, f"{hint}; {diag.hint}")
+
+
+def _int_digits(value: int) -> int:
+    return int(value.bit_length() * _LOG10_2) + 1
+
+
+def _size(value: Any, memo: dict[int, tuple[Any, int]]) -> int:
+    """How much text a value stands for: a string's length, an integer's digits, and for a list
+    the sum over its items (a list repeating one big item is as big as its text)."""
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return _int_digits(value)
+    if not isinstance(value, (list, tuple)):
+        return 1
+    known = memo.get(id(value))
+    if known is not None and known[0] is value:
+        return known[1]
+    total = max(len(value), sum(_size(item, memo) for item in value))
+    memo[id(value)] = (value, total)
+    return total
+
+
+def _is_sequence(value: Any) -> bool:
+    return isinstance(value, (str, list, tuple))
 
 
 class _Evaluator(ast.NodeVisitor):
     def __init__(self, scope: dict[str, Any]):
         self.scope = scope
+        self.sizes: dict[int, tuple[Any, int]] = {}
+
+    def checked(self, value: Any) -> Any:
+        """A value this expression made, refused when it is too big an integer or sequence."""
+        if isinstance(value, int) and not isinstance(value, bool):
+            if value.bit_length() * _LOG10_2 > limit("int_digits").value():
+                _check_limit("int_digits", _int_digits(value), "compute a smaller number")
+        elif _is_sequence(value):
+            _check_limit("sequence_length", _size(value, self.sizes),
+                         "make a shorter string or list")
+        return value
+
+    def check_operands(self, fn: Any, left: Any, right: Any) -> None:
+        """Refuse, before computing it, a result too big to hold: `'a' * 10**9`, `x ** 60`."""
+        seq, num = (left, right) if _is_sequence(left) else (right, left)
+        if fn is operator.mul and _is_sequence(seq) and isinstance(num, int):
+            _check_limit("sequence_length", _size(seq, self.sizes) * max(num, 0),
+                         "make a shorter string or list")
+        elif fn is operator.add and _is_sequence(left) and _is_sequence(right):
+            _check_limit("sequence_length", _size(left, self.sizes) + _size(right, self.sizes),
+                         "make a shorter string or list")
+        elif fn is operator.mod and isinstance(left, str):
+            raise ExprError("string formatting with `%` is not allowed in an expression",
+                            "embed values in text with ${...} instead")
+        elif fn is operator.pow and isinstance(left, int) and isinstance(right, int) and right > 0:
+            digits = int(left.bit_length() * right * _LOG10_2)
+            if digits > limit("int_digits").value():
+                _check_limit("int_digits", digits, "compute a smaller number")
 
     def generic_visit(self, node: ast.AST) -> Any:
         raise ExprError(f"'{ast.unparse(node)}' is not allowed in an expression",
                         "use arithmetic, comparisons, indexing and `a if c else b` only")
 
     def visit_Constant(self, node: ast.Constant) -> Any:
-        return node.value
+        if not isinstance(node.value, (int, float, str, type(None))):
+            return self.generic_visit(node)  # complex numbers, bytes, `...`
+        return self.checked(node.value)
 
     def visit_Name(self, node: ast.Name) -> Any:
         if node.id in self.scope:
@@ -116,19 +198,29 @@ class _Evaluator(ast.NodeVisitor):
         left, right = self.visit(node.left), self.visit(node.right)
         if fn is operator.pow and isinstance(right, (int, float)) and abs(right) > 64:
             raise ExprError(f"exponent {right} is too large", "keep exponents below 64")
+        self.check_operands(fn, left, right)
         try:
-            return fn(left, right)
+            result = fn(left, right)
         except ZeroDivisionError as err:
-            raise ExprError(f"cannot compute '{ast.unparse(node)}': {err}",
+            raise ExprError(f"cannot compute '{_short(ast.unparse(node))}': {err}",
                             "the divisor is zero here; check the params it is computed from") from None
+        except OverflowError:
+            raise _overflow(node) from None
         except (TypeError, ValueError) as err:
-            raise ExprError(f"cannot compute '{ast.unparse(node)}': {err}") from None
+            raise ExprError(f"cannot compute '{_short(ast.unparse(node))}': {err}") from None
+        if isinstance(result, float) and not math.isfinite(result) and all(
+                not isinstance(v, float) or math.isfinite(v) for v in (left, right)):
+            raise _overflow(node)
+        return self.checked(result)
 
     def visit_UnaryOp(self, node: ast.UnaryOp) -> Any:
         fn = _UNARY.get(type(node.op))
         if fn is None:
             return self.generic_visit(node)
-        return fn(self.visit(node.operand))
+        try:
+            return fn(self.visit(node.operand))
+        except TypeError as err:
+            raise ExprError(f"cannot compute '{_short(ast.unparse(node))}': {err}") from None
 
     def visit_BoolOp(self, node: ast.BoolOp) -> Any:
         is_and = isinstance(node.op, ast.And)
@@ -158,8 +250,8 @@ class _Evaluator(ast.NodeVisitor):
         value, index = self.visit(node.value), self.visit(node.slice)
         try:
             return value[index]
-        except (IndexError, KeyError, TypeError) as err:
-            raise ExprError(f"cannot index in '{ast.unparse(node)}': {err}") from None
+        except (IndexError, KeyError, TypeError, ValueError) as err:
+            raise ExprError(f"cannot index in '{_short(ast.unparse(node))}': {err}") from None
 
     def visit_Slice(self, node: ast.Slice) -> slice:
         def part(n: ast.AST | None) -> Any:
@@ -168,10 +260,10 @@ class _Evaluator(ast.NodeVisitor):
         return slice(part(node.lower), part(node.upper), part(node.step))
 
     def visit_List(self, node: ast.List) -> list:
-        return [self.visit(e) for e in node.elts]
+        return self.checked([self.visit(e) for e in node.elts])
 
     def visit_Tuple(self, node: ast.Tuple) -> tuple:
-        return tuple(self.visit(e) for e in node.elts)
+        return self.checked(tuple(self.visit(e) for e in node.elts))
 
     def visit_Attribute(self, node: ast.Attribute) -> Any:
         value = self.visit(node.value)
@@ -185,7 +277,20 @@ class _Evaluator(ast.NodeVisitor):
         if name not in _FUNCTIONS or node.keywords:
             raise ExprError(f"call to '{name}' is not allowed",
                             f"only {', '.join(sorted(_FUNCTIONS))} can be called")
+        args = [self.visit(a) for a in node.args]
+        if name == "sum" and args and isinstance(args[0], (list, tuple)):
+            self.checked([*args[0], *args[1:]])  # sum(lists, []) concatenates them
+        if name == "round" and len(args) == 2 and isinstance(args[1], int) and abs(args[1]) > 400:
+            raise ExprError(f"cannot compute '{_short(ast.unparse(node))}': too many digits",
+                            "round to fewer than 400 digits")
         try:
-            return _FUNCTIONS[name](*[self.visit(a) for a in node.args])
+            return self.checked(_FUNCTIONS[name](*args))
+        except OverflowError:
+            raise _overflow(node) from None
         except (TypeError, ValueError) as err:
-            raise ExprError(f"cannot compute '{ast.unparse(node)}': {err}") from None
+            raise ExprError(f"cannot compute '{_short(ast.unparse(node))}': {err}") from None
+
+
+def _overflow(node: ast.AST) -> ExprError:
+    return ExprError(f"'{_short(ast.unparse(node))}' overflows: the result is too large for a float",
+                     "compute with smaller numbers")

@@ -7,12 +7,16 @@ from so every later error can point at the source. Two tags exist for `extends`:
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from engine.compiler.ir import Diagnostic, Loc, LocDict, LocList, SpecError, located_error
+from engine.compiler.limits import limit
 
 
 class _Delete:
@@ -75,10 +79,24 @@ _Loader.add_constructor("!replace", _construct_replace)
 
 
 def load_text(text: str, file: str) -> Any:
-    """Parse YAML text; raise SpecError with the position of a syntax error or duplicate keys."""
+    """Parse YAML text; raise SpecError with the position of a syntax error or duplicate keys.
+
+    The composed node graph is measured before anything is built from it: the number of values
+    with every alias expanded (`yaml_nodes`, which stops a billion-laughs file) and the nesting
+    depth (`yaml_depth`), each a located error when over its limit."""
     loader = _Loader(text, file)
     try:
-        data = loader.get_single_data()
+        try:
+            node = loader.get_single_node()
+        except RecursionError:  # the pure-Python composer recurses once per nesting level
+            raise SpecError([_too_deep(Loc(file), "beyond what the parser can follow")]) from None
+        if node is None:
+            return None
+        _check_size(node, file)
+        try:
+            data = loader.construct_document(node)
+        except RecursionError:  # only where ENGINE_MAX_YAML_DEPTH was raised very high
+            raise SpecError([_too_deep(Loc(file), "beyond what the parser can follow")]) from None
     except yaml.MarkedYAMLError as err:
         raise SpecError([_yaml_error(err, text, file)]) from None
     except yaml.YAMLError as err:
@@ -92,10 +110,67 @@ def load_text(text: str, file: str) -> Any:
     return data
 
 
+def _check_size(root: yaml.Node, file: str) -> None:
+    """The expanded size and the depth of a composed document, in one pass over its nodes.
+
+    Each node is visited once (an alias is the same node object, so its size is remembered),
+    without recursion; a node that contains itself through an alias is an error too."""
+    max_nodes, max_depth = limit("yaml_nodes").value(), limit("yaml_depth").value()
+    size: dict[int, int] = {}
+    depth: dict[int, int] = {}
+    open_: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if done:
+            open_.discard(key)
+            kids = _children(node)
+            size[key] = 1 + sum(size[id(k)] for k in kids)
+            depth[key] = 1 + max((depth[id(k)] for k in kids), default=0)
+            if size[key] > max_nodes:
+                raise SpecError([limit("yaml_nodes").check(size[key], _loc(file, node))])
+            if depth[key] > max_depth:
+                raise SpecError([limit("yaml_depth").check(depth[key], _loc(file, node))])
+            continue
+        if key in size:
+            continue
+        if key in open_:
+            raise located_error("a YAML alias refers to a value that contains it", _loc(file, node),
+                                hint="an anchor (&name) cannot be used (*name) inside itself")
+        open_.add(key)
+        stack.append((node, True))
+        for kid in _children(node):
+            if id(kid) not in size:
+                if id(kid) in open_:
+                    raise located_error("a YAML alias refers to a value that contains it",
+                                        _loc(file, kid),
+                                        hint="an anchor (&name) cannot be used (*name) "
+                                             "inside itself")
+                stack.append((kid, False))
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return node.value
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
+
+
+def _too_deep(loc: Loc, how: str) -> Diagnostic:
+    lim = limit("yaml_depth")
+    return Diagnostic(f"{lim.what} is {how}, over the limit of {lim.value():,}", loc,
+                      hint="a spec nests a few levels deep; this file nests without end")
+
+
 def _yaml_error(err: yaml.MarkedYAMLError, text: str, file: str) -> Diagnostic:
     """A parser error at the place to fix: an unclosed bracket where it opens, a tab where it is."""
     problem, context = str(err.problem or err), str(err.context or "")
     mark = err.problem_mark or err.context_mark
+    if "maximum nesting depth" in problem:  # libyaml stops at 1,000 levels
+        return _too_deep(Loc(file, mark.line + 1, mark.column + 1) if mark else Loc(file),
+                         "over 1,000")
     lines = text.splitlines()
     if mark and mark.line < len(lines) and "\t" in lines[mark.line][:mark.column + 1]:
         col = lines[mark.line].index("\t")
@@ -140,15 +215,56 @@ def _node_part(keys: tuple) -> str:
     return ".".join(k for k in keys if k not in _STRUCTURE)
 
 
-def load_file(path: str | Path) -> Any:
+def load_file(path: str | Path, via: Loc | None = None) -> Any:
     """Read and parse one YAML file, with a clear error when it does not exist."""
+    return load_text(read_file(path, via), str(path))
+
+
+def read_file(path: str | Path, via: Loc | None = None) -> str:
+    """The text of a spec file; a located error (at `via`, the `extends:` that named it, or the
+    file) for anything but a regular UTF-8 file within the size limit. A FIFO or a device is
+    never opened: opening a FIFO waits for a writer, and /dev/zero never ends."""
     path = Path(path)
+    where: Loc | Path = via or path
     try:
-        text = path.read_text(encoding="utf-8")
+        info = os.stat(path)
     except FileNotFoundError:
-        raise located_error(f"no such file: {path}", path,
+        raise located_error(f"no such file: {path}", where,
                             hint="give a path to a .yaml spec or a bundled spec name; "
                                  "`engine list` shows the bundled ones") from None
-    except (IsADirectoryError, UnicodeDecodeError) as err:
-        raise located_error(f"cannot read {path}: {err}", path) from None
-    return load_text(text, str(path))
+    except ValueError:  # a NUL byte in the name
+        raise located_error(f"the file name {str(path)!r} contains a NUL byte", where) from None
+    except OSError as err:
+        raise located_error(f"cannot read {path}: {_os_reason(err)}", where) from None
+    if not stat.S_ISREG(info.st_mode):
+        kind = "a folder" if stat.S_ISDIR(info.st_mode) else (
+            "a FIFO" if stat.S_ISFIFO(info.st_mode) else "a device or special file")
+        raise located_error(f"{path} is not a regular file (it is {kind})", where,
+                            hint="give the path of a .yaml file")
+    top = limit("file_bytes").value()
+    too_big = limit("file_bytes").check(info.st_size, where if isinstance(where, Loc) else
+                                        Loc(str(path)))
+    if too_big:
+        raise SpecError([too_big])
+    try:
+        with open(path, "rb") as f:
+            data = f.read(top + 1)
+    except OSError as err:
+        raise located_error(f"cannot read {path}: {_os_reason(err)}", where) from None
+    too_big = limit("file_bytes").check(len(data), Loc(str(path)))
+    if too_big:  # it grew after the stat
+        raise SpecError([too_big])
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        col = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
+        raise located_error(f"{path} is not UTF-8 text: byte {err.start} (0x{data[err.start]:02x}) "
+                            f"cannot be decoded", Loc(str(path), line, col),
+                            hint="save the file as UTF-8") from None
+
+
+def _os_reason(err: OSError) -> str:
+    if err.errno == errno.ELOOP:
+        return "a loop of symbolic links"
+    return err.strerror or str(err)

@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 import yaml
 
 from engine.compiler.ir import Diagnostic, Loc, LocDict, LocList, SpecError, located_error
+from engine.compiler.limits import limit
 from engine.compiler.load import DELETE, load_file
 
 
@@ -57,35 +58,81 @@ def load_merged(path: Path, overrides: dict[str, Any] | None = None,
     """Load a spec (or a recipe) with everything it extends and includes, then apply `--set`.
 
     A spec's single-word overrides name its params; a recipe's name its top-level keys."""
-    roots = (path.resolve().parent, SPECS_DIR, RECIPES_DIR)
-    doc = _load_chain(path, roots, [])
+    roots = (_resolve(path, None).parent, SPECS_DIR, RECIPES_DIR)
+    doc = _load_chain(path, roots, [], _Loads())
     apply_overrides(doc, overrides or {}, recipe)
     return doc
 
 
-def _load_chain(path: Path, roots: tuple[Path, ...], chain: list[Path],
+class _Loads:
+    """The files one `load_merged` has read: each is read and merged once, however many times it
+    is reached (an include diamond), and there may be at most `files` of them."""
+
+    def __init__(self) -> None:
+        self.done: dict[Path, tuple[LocDict, int]] = {}  # path -> (merged doc, chain height)
+        self.count = 0
+
+
+def _load_chain(path: Path, roots: tuple[Path, ...], chain: list[Path], loads: _Loads,
                 via: Loc | None = None) -> LocDict:
     """Load `path` and what it extends; `via` is the `extends:`/`include:` that asked for it."""
-    resolved = path.resolve()
+    doc, _ = _load_one(path, roots, chain, loads, via)
+    return doc
+
+
+def _load_one(path: Path, roots: tuple[Path, ...], chain: list[Path], loads: _Loads,
+              via: Loc | None) -> tuple[LocDict, int]:
+    """The merged document of `path` and the height of its extends:/include: chain below it."""
+    resolved = _resolve(path, via)
     if resolved in chain:
         loop = " -> ".join(p.name for p in [*chain, resolved])
         raise located_error(f"extends loop: {loop}", via or path,
                             hint="remove one `extends:` so the chain ends")
-    doc = load_file(path)
+    if resolved in loads.done:
+        doc, height = loads.done[resolved]
+        _check_depth(len(chain) + height, via or Loc(str(path)))
+        return doc, height
+    _check_depth(len(chain) + 1, via or Loc(str(path)))
+    loads.count += 1
+    too_many = limit("files").check(loads.count, via or Loc(str(path)))
+    if too_many:
+        raise SpecError([too_many])
+    doc = load_file(path, via)
     if not isinstance(doc, LocDict):
         raise located_error("a spec must be a YAML mapping (name:, graph:, ...)",
                             getattr(doc, "loc", Loc(str(path), 1, 1)),
                             hint="write `name: ...`, `inputs: ...`, `graph: ...` at the top")
+    height = 1
     for lib in _as_list(doc.get("include", [])):
-        lib_doc = _load_chain(_target(doc, "include", lib, path, roots), roots, [*chain, resolved],
-                              doc.value_loc("include"))
+        lib_doc, below = _load_one(_target(doc, "include", lib, path, roots), roots,
+                                   [*chain, resolved], loads, doc.value_loc("include"))
+        height = max(height, below + 1)
         doc = _merge_blocks(lib_doc, doc)
     if "extends" in doc:
-        base = _load_chain(_target(doc, "extends", doc["extends"], path, roots), roots,
-                           [*chain, resolved], doc.key_loc("extends"))
+        base, below = _load_one(_target(doc, "extends", doc["extends"], path, roots), roots,
+                                [*chain, resolved], loads, doc.key_loc("extends"))
+        height = max(height, below + 1)
         doc = deep_merge(base, doc)
         doc.pop("extends", None)
-    return doc
+    loads.done[resolved] = (doc, height)
+    return doc, height
+
+
+def _resolve(path: Path, via: Loc | None) -> Path:
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError) as err:  # a loop of symbolic links (RuntimeError before 3.13)
+        reason = getattr(err, "strerror", None) or str(err)
+        raise located_error(f"cannot read {path}: {reason}", via or path) from None
+    except ValueError:
+        raise located_error(f"the file name {str(path)!r} contains a NUL byte",
+                            via or path) from None
+
+
+def _check_depth(depth: int, loc: Loc) -> None:
+    too_deep = limit("include_depth").check(depth, loc)
+    if too_deep:
+        raise SpecError([too_deep])
 
 
 def _target(doc: LocDict, key: str, name: Any, path: Path, roots) -> Path:
@@ -93,13 +140,22 @@ def _target(doc: LocDict, key: str, name: Any, path: Path, roots) -> Path:
     if not isinstance(name, str):
         raise located_error(f"`{key}:` must name a spec file", loc,
                             hint=f"write `{key}: resnet50.yaml`")
-    target = Path(os.path.relpath((path.parent / name).resolve()))
-    if not target.exists() and (SPECS_DIR / name).exists():
-        target = SPECS_DIR / name
-    if not any(target.resolve().is_relative_to(root) for root in roots):
+    if "\0" in name:
+        raise located_error(f"`{key}:` names a file with a NUL byte in it: {name!r}", loc,
+                            hint=f"write `{key}: resnet50.yaml`")
+    try:
+        target = Path(os.path.relpath((path.parent / name).resolve()))
+        if not target.exists() and (SPECS_DIR / name).exists():
+            target = SPECS_DIR / name
+        inside = any(target.resolve().is_relative_to(root) for root in roots)
+        exists = target.exists()
+    except (OSError, RuntimeError) as err:  # a loop of symbolic links, a name too long
+        reason = getattr(err, "strerror", None) or str(err)
+        raise located_error(f"`{key}: {name}`: cannot read it: {reason}", loc) from None
+    if not inside:
         raise located_error(f"`{key}: {name}` reaches outside the spec's folder", loc,
                             hint="specs may only use files beside them or bundled specs")
-    if not target.exists():
+    if not exists:
         raise located_error(f"`{key}: {name}`: no such file", loc,
                             hint=f"looked in {path.parent} and {SPECS_DIR}")
     return target

@@ -39,21 +39,29 @@ class Repeats:
         applied N times, every application an output (`out` is the last, `0` ... `N-1` each);
         with `map: true` as well, application k takes input k instead of the previous output."""
         count = self.count(raw, scope, path)
+        if not self.check_copies(count, raw.value_loc("repeat"), path):
+            count = 0
         recursive, mapped = self.recursion_flags(raw, path, len(inputs), count)
         children, prev = [], DEFAULT_INPUT
         n_mapped = count if mapped else 0
         mapped_inputs = [f"each_{k}" for k in range(n_mapped)]
         extra_inputs = [f"{DEFAULT_INPUT}_{k}" for k in range(1, len(inputs) - max(n_mapped - 1, 0))]
-        for i in range(count):
-            child_scope = {**scope, "i": i}
-            child_name = self.child_name(raw, child_scope, path, i)
-            child_in = [Ref(mapped_inputs[i] if mapped else prev)] + [Ref(n) for n in extra_inputs]
-            if recursive and children:
-                child = self.application(child_name, children[0], child_in, raw.loc, path)
-            else:
-                child = self.repeat_child(raw, child_name, child_scope, path, child_in, i, count)
-            children.append(child)
-            prev = child.name
+        outer, self.copies = self.copies, self.copies * max(count, 1)
+        try:
+            for i in range(count):
+                child_scope = {**scope, "i": i}
+                child_name = self.child_name(raw, child_scope, path, i)
+                child_in = [Ref(mapped_inputs[i] if mapped else prev)] + \
+                    [Ref(n) for n in extra_inputs]
+                if recursive and children:
+                    child = self.application(child_name, children[0], child_in, raw.loc, path)
+                else:
+                    child = self.repeat_child(raw, child_name, child_scope, path, child_in, i,
+                                              count)
+                children.append(child)
+                prev = child.name
+        finally:
+            self.copies = outer
         body_inputs = {**{n: None for n in mapped_inputs or [DEFAULT_INPUT]},
                        **{n: None for n in extra_inputs}}
         outputs = {"out": Ref(prev)}
@@ -106,6 +114,7 @@ class Repeats:
     def application(self, name: str, first: Node, inputs: list[Ref], loc: Loc | None,
                     path: str) -> Node:
         """Application k > 0 of a recursion: the first application's module, called again."""
+        self.made_node(loc, path)
         node = Node(name, "?", "prim", inputs, loc=loc, path=f"{path}.{name}", share=first.name)
         self.link_share(node, [first])
         return node

@@ -13,6 +13,7 @@ from typing import Any
 from engine.blocks.registry import lookup, suggest
 from engine.compiler.expr import ExprError, NeedsShape, Poisoned, evaluate_value, is_expression, source_of
 from engine.compiler.ir import INVALID, Deferred, Diagnostic, Graph, Loc, LocDict, LocList, Node, Ref, Spec
+from engine.compiler.limits import limit
 from engine.compiler.repeat import DEFAULT_INPUT, Repeats
 
 NODE_KEYS = {"op", "in", "repeat", "names", "args", "first", "last", "when", "seq", "graph",
@@ -24,8 +25,28 @@ TYPES = {"int": int, "float": (int, float), "bool": bool, "str": str, "list": li
 def resolve(doc: LocDict, file: str) -> tuple[Spec, list[Diagnostic]]:
     """Resolve a merged spec document; returns the spec and every error found."""
     r = _Resolver(doc, file)
-    spec = r.spec()
-    return spec, r.errors
+    try:
+        spec = r.spec()
+    except TooMuchWork as stop:
+        r.errors.append(stop.diagnostic)
+    except RecursionError:
+        r.error("the spec nests blocks, graphs or sequences too deeply to resolve", doc.loc, "",
+                "flatten the nesting of blocks inside blocks")
+    else:
+        return spec, r.errors
+    return Spec(name=str(doc.get("name", "model")), file=file, networks={}, params={}, init={},
+                rename={}, doc=doc, multi=False), r.errors
+
+
+MAX_BLOCK_DEPTH = 64  # blocks inside blocks: the deepest bundled spec (a U-Net's levels) uses 5
+
+
+class TooMuchWork(Exception):
+    """Resolution stops: the spec asks for more nodes than any model needs (its error attached)."""
+
+    def __init__(self, diagnostic: Diagnostic):
+        super().__init__(diagnostic.message)
+        self.diagnostic = diagnostic
 
 
 class _Resolver(Repeats):
@@ -34,9 +55,81 @@ class _Resolver(Repeats):
         self.errors: list[Diagnostic] = []
         blocks = doc.get("blocks")
         self.blocks: dict[str, Any] = blocks if isinstance(blocks, dict) else {}
+        # the spec-defined blocks being instantiated, outermost first, with their bound params
+        self.block_stack: list[tuple[str, str]] = []
+        self.copies = 1  # the product of the enclosing repeat and `each:` counts
+        self.created = 0  # nodes made so far: bounded, whatever nesting made them
+        self.max_nodes = 10 * limit("repeat").value()
+        self.sizes: dict[str, int] = {}  # block -> about how many nodes one instance makes
 
     def error(self, message: str, loc: Loc | None, path: str = "", hint: str = "") -> None:
         self.errors.append(Diagnostic(message, loc, path, hint))
+
+    def made_node(self, loc: Loc | None, path: str) -> None:
+        """Count a node made; stop resolving once there are far more than any model has."""
+        self.created += 1
+        if self.created > self.max_nodes:
+            raise TooMuchWork(self.too_many(loc, path,
+                                            f"the spec makes more than {self.max_nodes:,} nodes"))
+
+    def too_many(self, loc: Loc | None, path: str, what: str) -> Diagnostic:
+        top = limit("repeat")
+        return Diagnostic(f"{what} (through repeats, `each:` and blocks inside "
+                          f"blocks), over the limit of {self.max_nodes:,} (10 x the repeat limit)",
+                          loc, path, f"a file should not ask for this much; if it is yours and "
+                                     f"meant, raise the limit: {top.env}={top.value() * 10}")
+
+    def block_size(self, op: str, stack: tuple = ()) -> int:
+        """About how many nodes one instance of a block makes, read off the YAML before making
+        any (blocks inside blocks multiply: ten levels of four make a million); literal repeat
+        and `each:` counts multiply too, counts computed by expressions are counted once."""
+        if op not in self.sizes:
+            block = self.blocks.get(op)
+            nodes = block.get("nodes") if isinstance(block, dict) else None
+            self.sizes[op] = 1 if op in stack else 1 + self.yaml_size(nodes, (*stack, op))
+        return self.sizes[op]
+
+    def yaml_size(self, value: Any, stack: tuple) -> int:
+        if isinstance(value, list):
+            total = sum(self.yaml_size(v, stack) for v in value)
+        elif isinstance(value, dict):
+            op = value.get("op")
+            total = 1 + sum(self.yaml_size(v, stack) for v in value.values())
+            if isinstance(op, str) and op in self.blocks:
+                total += self.block_size(op, stack)
+            for key in ("repeat", "each"):
+                count = value.get(key)
+                if isinstance(count, int) and not isinstance(count, bool) and count > 1:
+                    total *= count
+        else:
+            return 0
+        return min(total, 10 * self.max_nodes)  # enough to know it is too many
+
+    def endless(self, op: str, inner: dict) -> str:
+        """Why instantiating `op` with these bound params would never end, or "": the same block
+        with the same arguments already being instantiated (recursion that makes no progress),
+        or blocks nested deeper than any model (a recursion whose `when:` never turns false)."""
+        ops = [o for o, _ in self.block_stack]
+        if (op, repr(sorted(inner.items(), key=str))) in self.block_stack:
+            cycle = [*ops[ops.index(op):], op]
+            return f"block '{op}' uses itself with the same arguments: {' -> '.join(cycle)}"
+        if len(self.block_stack) >= MAX_BLOCK_DEPTH:
+            return (f"blocks nest more than {MAX_BLOCK_DEPTH} deep "
+                    f"({' -> '.join(ops[:3])} -> ... -> {op})")
+        return ""
+
+    def check_copies(self, count: int, loc: Loc | None, path: str) -> bool:
+        """A repeat or `each:` count, alone and times the enclosing ones, within the limit."""
+        diag = limit("repeat").check(count, loc, path)
+        if diag is None and self.copies * count > limit("repeat").value():
+            diag = limit("repeat").check(self.copies * count, loc, path)
+            diag.message = (f"nested repeats make {self.copies * count:,} copies "
+                            f"({self.copies:,} x {count:,}), over the limit of "
+                            f"{limit('repeat').value():,}")
+        if diag is not None:
+            self.errors.append(diag)
+            return False
+        return True
 
     # ---- the document -------------------------------------------------------------------
     def spec(self) -> Spec:
@@ -192,6 +285,7 @@ class _Resolver(Repeats):
         inputs = self.expand_steps(inputs, earlier or [], raw, full)
         when = self.value(raw.get("when", True), scope, raw.value_loc("when"), full, True)
         if "when" in raw and not isinstance(when, Deferred) and not when and when is not INVALID:
+            self.made_node(loc, full)
             return Node(name, "pass", "pass", inputs, loc=loc, path=full)
         node = self.body_node(name, raw, scope, full, inputs, loc=loc)
         node.when = True if when is INVALID else when
@@ -227,6 +321,7 @@ class _Resolver(Repeats):
 
     def body_node(self, name: str, raw: LocDict, scope: dict, path: str,
                   inputs: list[Ref], extra: dict | None = None, loc: Loc | None = None) -> Node:
+        self.made_node(loc or raw.loc, path)
         node = self.body_node_at(name, raw, scope, path, inputs, extra, loc or raw.loc)
         node.loc = loc or node.loc
         return node
@@ -282,12 +377,25 @@ class _Resolver(Repeats):
         if any(isinstance(v, Deferred) for v in args.values()):
             self.error(f"arguments of block '{op}' cannot depend on the upstream shape", loc,
                        path, "compute shape-dependent values inside the block's nodes instead")
+        if self.created + self.block_size(op) > self.max_nodes:
+            raise TooMuchWork(self.too_many(loc, path, f"block '{op}' makes "
+                                                       f"{self.block_size(op):,} nodes or more"))
         globals_ = {k: v for k, v in scope.items() if k in (self.doc.get("params") or {})}
         inner = self.bind_params(block.get("params") or {}, args, globals_, loc, path, arg_locs,
                                  key_locs)
+        cycle = self.endless(op, inner)
+        if cycle:
+            self.error(cycle, loc, path, "a block may use itself only with other arguments and "
+                       "under a `when:` that turns false (as specs/unet.yaml's `level`); use "
+                       "repeat: for a stack of copies")
+            return Node(name, op, "error", inputs, loc=loc, path=path)
         names = block.get("inputs") or [DEFAULT_INPUT]
         names = names if isinstance(names, list) else [names]
-        nodes = self.nodes(block.get("nodes") or {}, inner, path, names[0])
+        self.block_stack.append((op, repr(sorted(inner.items(), key=str))))
+        try:
+            nodes = self.nodes(block.get("nodes") or {}, inner, path, names[0])
+        finally:
+            self.block_stack.pop()
         body = Graph(op, {n: None for n in names}, nodes, self.outputs(block, nodes, names[0], path),
                      block.loc)
         return Node(name, op, "graph", inputs, args, loc, path, body=body, arg_locs=arg_locs)
@@ -321,9 +429,15 @@ class _Resolver(Repeats):
                 self.error("`each:` needs a list or a count, and a `seq:` list to repeat",
                            items.item_loc(k), path, "write {each: $cfg, as: v, seq: [...]}")
                 continue
-            for index, value in enumerate(values):
-                inner = {**scope, str(item.get("as", "i")): value, "index": index}
-                yield from self.splice(item["seq"], inner, path)
+            if not self.check_copies(len(values), item.value_loc("each"), path):
+                continue
+            outer, self.copies = self.copies, self.copies * max(len(values), 1)
+            try:
+                for index, value in enumerate(values):
+                    inner = {**scope, str(item.get("as", "i")): value, "index": index}
+                    yield from self.splice(item["seq"], inner, path)
+            finally:
+                self.copies = outer
 
     def inline_graph(self, name: str, raw: LocDict, scope: dict, path: str,
                      inputs: list[Ref]) -> Node:
