@@ -64,35 +64,29 @@ def check_size(shaped: Shaped) -> list[Diagnostic]:
     """Before allocating anything: the parameters and the activation memory of one sample, from
     the shape stage's meta modules and shapes, within their limits (engine/compiler/limits.py).
     Each error points at the node that asks for the most."""
+    activations = [pair for graph in shaped.spec.networks.values()
+                   for pair in _activations(graph, shaped)]
+    found = (_over("params", list(_parameters(shaped))), _over("activation_bytes", activations))
+    return [d for d in found if d is not None]
+
+
+def _parameters(shaped: Shaped):
+    """(parameters a node allocates, node), each shared tensor counted once."""
     seen: set[int] = set()
-    params, biggest = 0, (0, None)
     for node in all_nodes(shaped.spec):
         result = shaped.nodes.get(node.path)
         if result is None or result.module is None or node.shared is not None:
             continue
-        own = 0
-        for p in result.module.parameters():
-            if id(p) not in seen:
-                seen.add(id(p))
-                own += p.numel()
-        params += own
-        biggest = max(biggest, (own, node), key=lambda pair: pair[0])
-    errors = []
-    node = biggest[1]
-    diag = limit("params").check(params, node.loc if node else None, node.path if node else "")
-    if diag is not None:
-        errors.append(diag)
-    activations, biggest = 0, (0, None)
-    for graph in shaped.spec.networks.values():
-        for size, node in _activations(graph, shaped):
-            activations += size
-            biggest = max(biggest, (size, node), key=lambda pair: pair[0])
-    node = biggest[1]
-    diag = limit("activation_bytes").check(activations, node.loc if node else None,
-                                           node.path if node else "")
-    if diag is not None:
-        errors.append(diag)
-    return errors
+        fresh = [p for p in result.module.parameters() if id(p) not in seen]
+        seen.update(id(p) for p in fresh)
+        yield sum(p.numel() for p in fresh), node
+
+
+def _over(name: str, sizes: list[tuple[int, Node]]) -> Diagnostic | None:
+    """The limit `name` checked against the total of `sizes`, located at the largest one."""
+    node = max(sizes, key=lambda pair: pair[0])[1] if sizes else None
+    return limit(name).check(sum(size for size, _ in sizes), node.loc if node else None,
+                             node.path if node else "")
 
 
 def _activations(graph: Graph, shaped: Shaped):
