@@ -55,8 +55,16 @@ def _load_file(path: Path) -> None:
                           f"{type(err).__name__}: {err}") from None
 
 
+_scanned = False  # the installed plugins are looked up once per process
+
+
 def load_entry_points() -> list[str]:
-    """Import every installed module of the `engine.blocks` entry-point group; their names."""
+    """Import every installed module of the `engine.blocks` entry-point group (the first call
+    only; later ones return []); the names imported."""
+    global _scanned
+    if _scanned:
+        return []
+    _scanned = True
     loaded = []
     for ep in entry_points(group=GROUP):
         try:

@@ -171,18 +171,12 @@ def all_blocks() -> dict[str, BlockInfo]:
     return dict(sorted(REGISTRY.entries.items()))
 
 
-_plugins_loaded = False
-
-
 def _load_all() -> None:
     # Importing the block modules runs their @register decorators; installed plugins (the
     # `engine.blocks` entry points) register theirs the first time the registry is read.
-    global _plugins_loaded
     import engine.blocks  # noqa: F401
-    if not _plugins_loaded:
-        _plugins_loaded = True
-        from engine.blocks.plugins import load_entry_points
-        load_entry_points()
+    from engine.blocks.plugins import load_entry_points
+    load_entry_points()
 
 
 def type_name(annotation: Any) -> str:
