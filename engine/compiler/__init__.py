@@ -1,6 +1,6 @@
 """The pipeline, stage by stage: this file is the table of contents of the compiler.
 
-    load + merge -> resolve -> validate -> shapes -> build
+    load + merge -> schema -> resolve -> validate -> shapes -> build
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from engine.compiler.ir import Shaped, Spec, SpecError, dedupe
 from engine.compiler.merge import find_spec, load_merged, parse_overrides
 from engine.compiler.resolve import resolve
 from engine.compiler.shapes import infer_shapes
-from engine.compiler.validate import validate
+from engine.compiler.validate import check_schema, validate
 
 
 def resolve_spec(spec: str | Path, overrides: list[str] | dict | None = None) -> Spec:
@@ -24,8 +24,18 @@ def resolve_spec(spec: str | Path, overrides: list[str] | dict | None = None) ->
     if isinstance(overrides, (list, tuple)):
         overrides = parse_overrides(list(overrides))
     doc = load_merged(path, overrides)
-    resolved, errors = resolve(doc, str(path))
-    errors = dedupe(errors + validate(resolved))
+    # the schema first: resolution and the rules after it assume the structure it checks
+    broken = list(check_schema(doc))
+    try:
+        resolved, errors = resolve(doc, str(path))
+        errors += validate(resolved)
+    except Exception:  # noqa: BLE001
+        if not broken:
+            raise  # a valid structure that fails to resolve is a bug in the engine
+        # a structure the schema refused may trip the later stages: its errors say why
+        errors = []
+    # resolution's errors first: they name the instance (layer1.0.conv1), not only the block
+    errors = dedupe(errors + broken)
     if errors:
         raise SpecError(errors)
     return resolved

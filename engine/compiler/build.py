@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import keyword
 import linecache
-import re
 
 import torch
 from torch import nn
@@ -20,9 +19,9 @@ from torch import nn
 from engine.compiler.init import apply_rule, initialize
 from engine.compiler.ir import Diagnostic, Graph, Node, Ref, Shaped, SpecError
 from engine.compiler.limits import limit
+from engine.compiler.names import NAME
 from engine.compiler.walk import all_nodes, iter_nodes
 
-SAFE_NAME = re.compile(r"[A-Za-z0-9_]+")
 _CLASSES: dict[tuple[str, str], type] = {}
 
 
@@ -218,7 +217,7 @@ def _class_for(name: str, source: str) -> type:
 
 def var(name: str) -> str:
     """A Python variable for a node or input name ('0' -> '_0', 'in' -> 'in_')."""
-    if not SAFE_NAME.fullmatch(name):  # names reach generated code: never let anything else in
+    if not NAME.fullmatch(name):  # names reach generated code: never let anything else in
         raise ValueError(f"unsafe node name {name!r}")
     if not name.isidentifier():
         return f"_{name}"
@@ -228,7 +227,8 @@ def var(name: str) -> str:
 
 
 def _attr(name: str) -> str:
-    return f"self.{name}" if name.isidentifier() else f"getattr(self, {name!r})"
+    plain = name.isidentifier() and not keyword.iskeyword(name)
+    return f"self.{name}" if plain else f"getattr(self, {name!r})"
 
 
 def _class_name(op: str) -> str:

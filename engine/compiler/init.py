@@ -8,11 +8,16 @@ their default `reset_parameters`, so nothing is initialised twice.
 
 from __future__ import annotations
 
+import inspect
+import math
+import typing
+from functools import cache
 from typing import Any
 
 import torch
 from torch import nn
 
+from engine.blocks.registry import suggest
 from engine.compiler.walk import nodes_by_path
 
 INITS = {
@@ -53,6 +58,53 @@ def _rules_by_module(shaped) -> dict[int, dict[str, Any]]:
         if merged:
             out.setdefault(id(result.module), {}).update(merged)
     return out
+
+
+def rule_problem(rule: Any) -> tuple[str, str] | None:
+    """(message, hint) when `rule` is not one `apply_rule` can apply, None when it is: checked at
+    validation, so that `init:` typos are located errors rather than failures at build."""
+    schemes = ", ".join(INITS)
+    if isinstance(rule, (int, float)) and not isinstance(rule, bool):
+        return None if math.isfinite(rule) else (f"init {rule} is not a finite number",
+                                                 "write a finite constant, e.g. 0.0")
+    if isinstance(rule, str) or (isinstance(rule, dict) and len(rule) == 1):
+        name, kwargs = (rule, {}) if isinstance(rule, str) else next(iter(rule.items()))
+        kwargs = {} if kwargs is None else kwargs  # `{zeros: }` reads as no arguments
+    else:
+        return (f"init rule {rule!r} is not a scheme",
+                f"write a number, a scheme name ({schemes}) or {{scheme: {{args}}}}")
+    if name not in INITS:
+        return f"unknown init scheme {name!r}", suggest(str(name), list(INITS)) or f"known: {schemes}"
+    if not isinstance(kwargs, dict):
+        return f"init scheme '{name}' takes a mapping of arguments", f"write {{{name}: {{...}}}}"
+    return _arguments_problem(name, kwargs)
+
+
+@cache
+def _signature(name: str) -> dict[str, inspect.Parameter]:
+    """The scheme's own arguments (not the tensor, not the random generator)."""
+    params = inspect.signature(INITS[name], eval_str=True).parameters
+    return {k: p for k, p in params.items() if k not in ("tensor", "generator")}
+
+
+def _arguments_problem(name: str, kwargs: dict) -> tuple[str, str] | None:
+    params = _signature(name)
+    for key, value in kwargs.items():
+        if key not in params:
+                return (f"init scheme '{name}' has no argument {key!r}",
+                    suggest(str(key), list(params)) or f"its arguments: {', '.join(params) or 'none'}")
+        choices = typing.get_args(params[key].annotation)
+        if typing.get_origin(params[key].annotation) is typing.Literal:
+            if value not in choices:
+                return (f"init {name}.{key} is {value!r}",
+                        f"one of: {', '.join(map(str, choices))}")
+        elif isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                not math.isfinite(value):
+            return f"init {name}.{key} is {value!r}, not a finite number", f"e.g. {key}: 0.02"
+    missing = [k for k, p in params.items() if p.default is p.empty and k not in kwargs]
+    if missing:
+        return f"init scheme '{name}' needs {', '.join(missing)}", f"write {{{name}: {{{missing[0]}: 0.0}}}}"
+    return None
 
 
 def apply_rule(tensor: torch.Tensor, rule: Any) -> None:

@@ -48,7 +48,9 @@ class _Loader(_BaseLoader):
     def construct_mapping(self, node, deep=False):
         out = LocDict(loc=_loc(self.file, node))
         for key_node, value_node in node.value:
-            key = self.construct_object(key_node, deep=True)
+            key = self._key(key_node)
+            if key is None:
+                continue
             if key in out:
                 self.problems.append(Diagnostic(
                     f"duplicate key '{key}' (the first is at line {out.key_loc(key).line})",
@@ -57,6 +59,22 @@ class _Loader(_BaseLoader):
             out.key_locs[key] = _loc(self.file, key_node)
             out.value_locs[key] = _loc(self.file, value_node)
         return out
+
+    def _key(self, node: yaml.Node) -> str | None:
+        """A mapping key, which the spec language only allows as a name (a string). Anything
+        else is recorded as a problem (the document is refused once fully read) and skipped."""
+        if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:str":
+            return node.value
+        if isinstance(node, yaml.ScalarNode):
+            kind = {"int": "an integer", "float": "a number", "bool": "true or false",
+                    "null": "null"}.get(node.tag.rsplit(":", 1)[-1], f"a {node.tag} value")
+            what, hint = f"the key `{node.value or '~'}` is read as {kind}", \
+                f"keys are names: quote it ('{node.value}':) or choose a word"
+        else:
+            what = "a key is a " + ("list" if isinstance(node, yaml.SequenceNode) else "mapping")
+            hint = "keys are names (strings); write the key as one word"
+        self.problems.append(Diagnostic(what, _loc(self.file, node), hint=hint))
+        return None
 
     def construct_sequence(self, node, deep=False):
         out = LocList(loc=_loc(self.file, node))
@@ -67,6 +85,12 @@ class _Loader(_BaseLoader):
 
 
 def _construct_replace(loader: _Loader, node: yaml.Node):
+    if not isinstance(node, yaml.MappingNode):
+        loader.problems.append(Diagnostic(
+            "`!replace` marks a mapping", _loc(loader.file, node),
+            hint="put it before a mapping (`key: !replace {a: 1}`); a list or a value replaces "
+                 "the base's without a tag"))
+        return None
     value = loader.construct_mapping(node)
     value.replace = True
     return value

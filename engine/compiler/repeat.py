@@ -8,9 +8,8 @@ A mixin of the resolver (engine/compiler/resolve.py): it uses its `value`, `erro
 
 from __future__ import annotations
 
-import re
-
 from engine.compiler.ir import INVALID, Graph, Loc, LocDict, Node, Ref
+from engine.compiler.names import name_problem
 
 DEFAULT_INPUT = "input"
 
@@ -123,10 +122,11 @@ class Repeats:
         if "names" not in raw:
             return str(i)
         value = self.value(raw["names"], scope, raw.value_loc("names"), path)
-        if value is INVALID or not re.fullmatch(r"\w+", str(value)):
-            if value is not INVALID:
-                self.error(f"repeat child name {value!r} must be letters, digits and _",
-                           raw.value_loc("names"), path, 'write names: "layer_${i}"')
+        problem = None if value is INVALID else name_problem(str(value), "repeat child name")
+        if value is INVALID or problem:
+            if problem:
+                self.error(problem[0], raw.value_loc("names"), path,
+                           f'{problem[1]}; write names: "layer_${{i}}"')
             return str(i)
         return str(value)
 

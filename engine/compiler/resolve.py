@@ -14,6 +14,7 @@ from engine.blocks.registry import lookup, suggest
 from engine.compiler.budget import Budget, TooMuchWork
 from engine.compiler.expr import ExprError, NeedsShape, Poisoned, evaluate_value, is_expression, source_of
 from engine.compiler.ir import INVALID, Deferred, Diagnostic, Graph, Loc, LocDict, LocList, Node, Ref, Spec
+from engine.compiler.names import name_problem
 from engine.compiler.repeat import DEFAULT_INPUT, Repeats
 
 NODE_KEYS = {"op", "in", "repeat", "names", "args", "first", "last", "when", "seq", "graph",
@@ -57,6 +58,10 @@ class _Resolver(Repeats, Budget):
         scope = self.bind_params(doc.get("params") or {}, {}, {}, doc.value_loc("params"), "")
         nets = doc.get("networks")
         if isinstance(nets, dict):
+            for name in nets:  # each a submodule of the ModuleDict that build returns
+                problem = name_problem(name, "network name")
+                if problem:
+                    self.error(problem[0], nets.key_loc(name), str(name), problem[1])
             networks = {name: self.network(name, d, scope, name) for name, d in nets.items()
                         if isinstance(d, dict)}
         else:
@@ -68,6 +73,10 @@ class _Resolver(Repeats, Budget):
 
     def network(self, name: str, defn: LocDict, scope: dict, path: str) -> Graph:
         declared = defn.get("inputs") or {}
+        for k in declared:  # inputs are variables of the generated forward, as nodes are
+            problem = name_problem(k, "input name", attribute=False)
+            if problem:
+                self.error(problem[0], declared.key_loc(k), path, problem[1])
         inputs = {k: self.shape(v, scope, declared.value_loc(k), path) for k, v in declared.items()}
         graph = defn.get("graph")
         if not isinstance(graph, dict):
@@ -108,9 +117,10 @@ class _Resolver(Repeats, Budget):
             return {"out": Ref(nodes[-1].name if nodes else first)}
         if isinstance(declared, str):
             return {"out": parse_ref(declared)}
-        if not isinstance(declared, dict):
-            self.error("`outputs:` must map output names to nodes", defn.value_loc("outputs"),
-                       path, "write outputs: {logits: fc}")
+        if not isinstance(declared, dict) or not declared:
+            self.error("`outputs:` must map output names to nodes" + (
+                "; it is empty" if isinstance(declared, dict) else ""),
+                defn.value_loc("outputs"), path, "write outputs: {logits: fc}")
             return {}
         return {k: parse_ref(str(v)) for k, v in declared.items()}
 
@@ -181,10 +191,11 @@ class _Resolver(Repeats, Budget):
         out, prev = [], first
         for name, raw in mapping.items():
             loc = mapping.key_loc(name) if isinstance(mapping, LocDict) else None
-            if not isinstance(name, str) or not name.replace("_", "a").isalnum():
-                self.error(f"node name {name!r} must be letters, digits and _", loc, path,
-                           "rename it, e.g. conv_1")
-                continue
+            problem = name_problem(name)
+            if problem:  # reported; the node is still made, so its readers are not errors too
+                self.error(*problem[:1], loc, f"{path}.{name}" if path else str(name), problem[1])
+                if not isinstance(name, str):
+                    continue
             node = self.node(name, raw, scope, path, [Ref(prev)], loc, out)
             if node.share is not None:
                 self.link_share(node, out)

@@ -1,4 +1,5 @@
-"""Stage 3, validate: the JSON Schema, then semantic rules over the resolved graph.
+"""Stage 3, validate: the JSON Schema (run on the merged document, before resolution), and the
+semantic rules over the resolved graph.
 
 Each rule is a small function that yields diagnostics (in the manner of python-jsonschema's
 keyword functions); all of them run, so one pass reports every error in the file.
@@ -14,6 +15,7 @@ import networkx as nx
 from torch import nn
 
 from engine.blocks.registry import INFERRED, all_blocks, check_type, lookup, suggest, type_name
+from engine.compiler.init import rule_problem
 from engine.compiler.ir import INVALID, Deferred, Diagnostic, Graph, Loc, LocDict, LocList, Node, Spec, dedupe
 from engine.compiler.schema import dispatching_validator
 from engine.compiler.walk import iter_nodes
@@ -29,8 +31,8 @@ def validate(spec: Spec) -> list[Diagnostic]:
         for node in iter_nodes(graph):
             if node.body is not None:
                 errors += graph_rules(node.body, user_blocks)
-    errors += list(check_schema(spec.doc))
-    return dedupe(errors)
+    errors += list(check_spec_init(spec))
+    return dedupe(errors)  # the JSON Schema ran before resolution (check_schema)
 
 
 def graph_rules(graph: Graph, user_blocks: set[str]) -> list[Diagnostic]:
@@ -139,12 +141,6 @@ def check_input_count(node: Node, user_blocks: set[str]) -> Iterator[Diagnostic]
                          node.loc, node.path, "list its inputs with in: [a, b]")
 
 
-def check_name(node: Node, user_blocks: set[str]) -> Iterator[Diagnostic]:
-    if node.name in _module_attributes():
-        yield Diagnostic(f"node name '{node.name}' clashes with nn.Module.{node.name}",
-                         node.loc, node.path, f"rename it, e.g. {node.name}_")
-
-
 def check_share(node: Node, user_blocks: set[str]) -> Iterator[Diagnostic]:
     if node.share is not None and not isinstance(node.share, str):
         yield Diagnostic("`share:` must name an earlier node", node.loc, node.path)
@@ -165,14 +161,36 @@ def check_spectral_norm(node: Node, user_blocks: set[str]) -> Iterator[Diagnosti
                          "put it on the conv, conv_transpose, linear or embedding nodes inside")
 
 
-NODE_RULES = (check_op, check_args, check_input_count, check_name, check_share,
-              check_spectral_norm)
+def check_init(node: Node, user_blocks: set[str]) -> Iterator[Diagnostic]:
+    """A node's `init:`: for a parameter node the rule itself, else {parameter: rule}."""
+    if node.init in ({}, None, INVALID):
+        return
+    rules = {"": node.init} if node.kind == "param" else node.init
+    yield from _init_rules(rules, node.loc, node.path)
 
 
-@lru_cache(maxsize=1)
-def _module_attributes() -> frozenset[str]:
-    # `code` and `param_inits` are attributes of every generated graph module (engine.build)
-    return frozenset({*(a for a in dir(nn.Module) if not a.startswith("_")), "code", "param_inits"})
+def check_spec_init(spec: Spec) -> Iterator[Diagnostic]:
+    """The spec's `init:` ({op: {parameter: rule}}): the schema has checked the two levels."""
+    doc = spec.doc.get("init")
+    for op, rules in (spec.init or {}).items():
+        loc = doc.value_loc(op) if isinstance(doc, LocDict) else spec.doc.loc
+        yield from _init_rules(rules, loc, f"init.{op}")
+
+
+def _init_rules(rules: object, loc: Loc | None, path: str) -> Iterator[Diagnostic]:
+    if not isinstance(rules, dict):
+        yield Diagnostic(f"`init:` maps parameters to rules, got {rules!r}", loc, path,
+                         "write init: {weight: {normal: {std: 0.02}}, bias: zeros}")
+        return
+    for param, rule in rules.items():
+        problem = rule_problem(rule)
+        if problem:
+            where = f" (for {param})" if param else ""
+            yield Diagnostic(problem[0] + where, loc, path, problem[1])
+
+
+NODE_RULES = (check_op, check_args, check_input_count, check_share,  # names: resolve, names.py
+              check_spectral_norm, check_init)
 
 
 def _non_positive(value) -> bool:

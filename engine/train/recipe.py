@@ -119,7 +119,8 @@ def load_recipe(recipe: str | Path, overrides: list[str] | None = None) -> Recip
     path = find_recipe(str(recipe))
     doc = load_merged(path, parse_overrides(list(overrides or [])), recipe=True)
     errors = list(check_schema(doc, path))
-    spec_path, spec_set = _spec_ref(doc, path, errors)
+    # the rest assumes the structure the schema checks: no further rule runs on a broken one
+    spec_path, spec_set = _spec_ref(doc, path, errors) if not errors else (None, {})
     if not errors:
         errors += [d for rule in RULES for d in rule(doc)]
     shaped = None
@@ -304,8 +305,9 @@ def _data_params(doc: LocDict, spec_path: Path, errors: list) -> dict:
     given = getattr(info, "spec_params", None) or {}
     if not given:
         return {}
-    declared = load_merged(spec_path, {}).get("params") or {}
-    return {k: v for k, v in given.items() if k in declared}
+    spec = load_merged(spec_path, {})  # a spec that is not a mapping is reported by analyze
+    declared = (spec.get("params") if isinstance(spec, dict) else None) or {}
+    return {k: v for k, v in given.items() if isinstance(declared, dict) and k in declared}
 
 
 def _analyze_spec(spec_path: Path, overrides: dict):

@@ -82,7 +82,8 @@ def camel(name: str) -> str:
     (`resnet-50.v1.5`, `my model`, quotes) separates words, so the result is an identifier."""
     words = re.sub(r"[^0-9A-Za-z]+", "_", name).split("_")
     out = "".join(w[:1].upper() + w[1:] for w in words) or "Graph"
-    return out if out[0].isalpha() else f"Block{out}"
+    out = out if out[0].isalpha() else f"Block{out}"
+    return f"{out}_" if keyword.iskeyword(out) else out  # `name: None` -> class None_
 
 
 # ---- text from a spec inside the generated file: never code ----------------------------------

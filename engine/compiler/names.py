@@ -1,0 +1,44 @@
+"""The one rule for the names a spec gives nodes, repeat children and inputs.
+
+A node name becomes a submodule's attribute name and a variable in the generated `forward`, so
+validation must refuse exactly what build cannot use: anything but ASCII letters, digits and `_`
+(Python identifiers admit Unicode that `torch.nn` and codegen should not have to), and the names
+an `nn.Module` already owns (`training`, `forward`, `__class__`, `_modules`, ...). Keywords such
+as `in` are fine: build writes them as `in_` and `getattr(self, 'in')`.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from functools import lru_cache
+
+from torch import nn
+
+NAME = re.compile(r"[A-Za-z0-9_]+")
+
+
+@lru_cache(maxsize=1)
+def reserved() -> frozenset[str]:
+    """Attributes of every module the engine builds (`code`, `param_inits` and
+    `reset_parameters` are added by engine.compiler.build.GeneratedModule)."""
+    return frozenset({*dir(nn.Module()), "code", "param_inits", "reset_parameters"})
+
+
+def name_problem(name: object, what: str = "node name",
+                 attribute: bool = True) -> tuple[str, str] | None:
+    """(message, hint) when `name` cannot name a node, None when it can. An input is only a
+    variable, never an attribute (`attribute=False`): `code` or `training` may name one."""
+    if not isinstance(name, str) or not NAME.fullmatch(name):
+        return f"{what} {name!r} must be ASCII letters, digits and _", \
+            f"rename it, e.g. {_plain(str(name))}"
+    if attribute and name in reserved():
+        where = "nn.Module's own attribute" if name.startswith("_") else f"nn.Module.{name}"
+        return f"{what} '{name}' clashes with {where}", f"rename it, e.g. {name.strip('_')}_x"
+    return None
+
+
+def _plain(name: str) -> str:
+    """The nearest valid name: accents dropped, anything else turned into `_` (naïve -> naive)."""
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    return re.sub(r"[^A-Za-z0-9_]+", "_", ascii_name).strip("_") or "node_1"
