@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 import traceback
@@ -267,8 +268,10 @@ RECIPE_KEYS = {"spec", "procedure", "data", "optimizer", "optimizers", "epochs"}
 
 
 def _is_recipe(path: str) -> bool:
-    """A file with a recipe's top-level keys (`spec:`, `procedure:`, `data:` ...; specs have none)."""
-    import yaml
+    """A file with a recipe's top-level keys (`spec:`, `procedure:`, `data:` ...; specs have none).
+
+    The keys are read from the text (a key at the start of a line), not by parsing the YAML:
+    the file is parsed once, by the loader that reports its errors with their locations."""
     file = Path(path)
     if not file.is_file():
         from engine.train.recipe import find_recipe
@@ -276,15 +279,14 @@ def _is_recipe(path: str) -> bool:
         if not file.is_file() or file.parent.name != "recipes":
             return False
     from engine.compiler.load import read_file
-
-    class TagBlind(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # only the keys matter here
-        pass
-    TagBlind.add_multi_constructor("!", lambda loader, suffix, node: None)
     try:  # read_file: a regular UTF-8 file within the size limit
-        doc = yaml.load(read_file(file), Loader=TagBlind)
-    except (yaml.YAMLError, SpecError, RecursionError):
+        text = read_file(file)
+    except SpecError:
         return False  # the spec loader reports it with its location
-    return isinstance(doc, dict) and bool(RECIPE_KEYS & set(doc))
+    keys = set(re.findall(r"^([A-Za-z_]\w*)[ \t]*:", text, re.M))
+    if not keys and text.lstrip().startswith("{"):  # a flow-style document: its first keys
+        keys = set(re.findall(r"[{,]\s*([A-Za-z_]\w*)\s*:", text[:4096]))
+    return bool(RECIPE_KEYS & keys)
 
 
 def cmd_build(args) -> int:

@@ -27,7 +27,13 @@ from engine.compiler import analyze
 from engine.compiler.dump import resolved_dict
 from engine.compiler.ir import located_error
 from engine.train import distributed, judges
-from engine.train.checkpoint import load_checkpoint, save_checkpoint, write_text_atomic
+from engine.train.checkpoint import (
+    fits,
+    load_checkpoint,
+    save_checkpoint,
+    sweep_temporaries,
+    write_text_atomic,
+)
 from engine.train.data import build_dataset, data_root
 from engine.train.data.transforms import build_transform
 from engine.train.evaluation.digit_fd import DigitJudge
@@ -227,10 +233,8 @@ class Run:
         self.folder.mkdir(parents=True, exist_ok=True)
         plain = json.loads(json.dumps(self.recipe.doc))
         write_text_atomic(self.folder / "recipe.yaml", yaml.safe_dump(plain, sort_keys=False))
-        spec_text = yaml.safe_dump(resolved_dict(self.shaped), sort_keys=False)
-        write_text_atomic(self.folder / "spec.yaml", spec_text)
-        write_text_atomic(self.folder / "spec.sha256",
-                          hashlib.sha256(spec_text.encode()).hexdigest() + "\n")
+        write_text_atomic(self.folder / "spec.yaml", self.spec_text())
+        write_text_atomic(self.folder / "spec.sha256", self.meta()["spec_sha256"] + "\n")
         if self.weights_report:  # which file a `weights:` glob picked, and what it loaded
             write_text_atomic(self.folder / "weights.txt", self.weights_report + "\n")
 
@@ -257,16 +261,53 @@ class Run:
         if not self.dist.is_main:
             return
         state = {"procedure": self.procedure.state_dict(), "position": position,
-                 "recipe": self.recipe.name}
+                 "recipe": self.recipe.name, "meta": self.meta()}
         save_checkpoint(state, self.folder / "checkpoints" / f"{name}.pt")
 
+    def spec_text(self) -> str:
+        """The resolved spec as the run folder's spec.yaml holds it."""
+        return yaml.safe_dump(resolved_dict(self.shaped), sort_keys=False)
+
+    def meta(self) -> dict[str, str]:
+        """What a checkpoint records of the run that saved it, and a loading run must match."""
+        if not hasattr(self, "_meta"):
+            chosen = self.recipe.get("optimizers") or {"": self.recipe.get("optimizer") or {}}
+            self._meta = {"recipe": self.recipe.name, "procedure": str(self.recipe["procedure"]),
+                          "spec_sha256": hashlib.sha256(self.spec_text().encode()).hexdigest(),
+                          "optimizer": " ".join(f"{k}:{v.get('name')}".lstrip(":")
+                                                for k, v in chosen.items())}
+        return self._meta
+
     def resume(self) -> None:
-        state = load_checkpoint(self.folder / "checkpoints" / "last.pt")
-        self.procedure.load_state_dict(state["procedure"])
-        self.position = Position(**state["position"])
+        """Continue from the folder's last checkpoint (what a killed run's atomic writes left
+        half-made is removed first)."""
+        sweep_temporaries(self.folder)
+        self.restore(self.folder / "checkpoints" / "last.pt", same_recipe=True)
         if not self.dist.is_main:  # the saved sums are totals: count them once
             self.position.loss_sum = self.position.acc_sum = 0.0
             self.position.seen = 0
+
+    def restore(self, path: Path, same_recipe: bool = False) -> None:
+        """Load a checkpoint (one loader for resume, eval, infer and sample): verified
+        (checkpoint.load_checkpoint), matched against this run (`fits`: the same procedure and
+        resolved spec; the same recipe and optimizers too where the run continues), then
+        loaded; a state that still does not fit is a located error, never a crash. Evaluating
+        or sampling with another recipe of the same network is allowed (DDIM sampling a DDPM
+        run's checkpoint)."""
+        state = load_checkpoint(path)
+        resuming_only = ("recipe", "optimizer")  # evaluating needs only the network and procedure
+        fits(state, path, self.recipe.name, {k: v for k, v in self.meta().items()
+                                             if same_recipe or k not in resuming_only})
+        try:
+            self.procedure.load_state_dict(state["procedure"])
+            position = Position(**state["position"])
+        except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as err:
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+            raise located_error(
+                f"checkpoint {path} does not fit recipe {self.recipe.name} as loaded: {first}",
+                path, "", "give the same recipe and the same --set overrides the run was "
+                "trained with (they are in its folder: recipe.yaml)") from None
+        self.position = position
 
     # ---- judges: how procedures and sample metrics reach them (engine/train/judges.py) ------
     def digit_judge(self, dataset: str, root: str | None = None) -> DigitJudge:
@@ -346,18 +387,10 @@ def eval_mode(*modules: nn.Module):
 
 def open_checkpoint(recipe_name: str, overrides: list[str], checkpoint: str,
                     device: str | None = None) -> Run:
-    """A run restored from a checkpoint, for `engine eval` and `engine infer`."""
+    """A run restored from a checkpoint, for `engine eval`, `infer` and `sample`."""
     from engine.train.recipe import load_recipe
     recipe = load_recipe(recipe_name, overrides)
-    state = load_checkpoint(checkpoint)
+    load_checkpoint(checkpoint)  # a missing or damaged file is reported before the set-up
     run = Run(recipe, Path(checkpoint).resolve().parent.parent, device, weights=False)
-    try:
-        run.procedure.load_state_dict(state["procedure"])
-    except (RuntimeError, KeyError) as err:  # another spec, other --set values, other optimizers
-        first = str(err).strip().splitlines()[0][:300]
-        raise located_error(
-            f"checkpoint {checkpoint} does not fit recipe {recipe.name} as loaded: {first}",
-            checkpoint, "", "give the same recipe and the same --set overrides the run "
-            "was trained with (they are in its folder: recipe.yaml)") from None
-    run.position = Position(**state["position"])
+    run.restore(Path(checkpoint))
     return run

@@ -148,7 +148,7 @@ def test_checkpoints_never_unpickle_objects(tmp_path):
     torch.save({"x": Evil()}, path)
     with pytest.raises(SpecError, match="cannot read checkpoint"):
         load_checkpoint(path)
-    save_checkpoint({"w": torch.ones(2), "n": 3}, tmp_path / "ok.pt")
+    save_checkpoint({"procedure": {"w": torch.ones(2)}, "n": 3}, tmp_path / "ok.pt")
     assert load_checkpoint(tmp_path / "ok.pt")["n"] == 3
 
 
