@@ -22,6 +22,32 @@ class World:
         return self.rank == 0
 
 
+def pick_device(name: str | None) -> torch.device:
+    """The device `--device` names (default: cuda where there is one, else cpu), checked: a
+    name torch does not know, or a GPU this machine lacks, is a clear error, not a crash."""
+    if not name:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    from engine.compiler.ir import located_error
+    hint = "use cpu, cuda, cuda:N or mps, or leave --device out (cuda where there is one)"
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise located_error(f"unknown device {name!r}", None, "--device", hint) from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise located_error(f"--device {name}: this machine has no CUDA GPU (or torch was "
+                            "built without CUDA)", None, "--device", "use --device cpu")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise located_error(f"--device {name}: this machine has {torch.cuda.device_count()} "
+                            "CUDA GPU(s)", None, "--device", "GPUs count from cuda:0")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise located_error(f"--device {name}: MPS is not available here", None, "--device",
+                            "use --device cpu")
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise located_error(f"--device {name}: the engine trains on cpu, cuda or mps", None,
+                            "--device", hint)
+    return device
+
+
 def current() -> World:
     """This process's place; initialises the process group when torchrun started several."""
     size = int(os.environ.get("WORLD_SIZE", "1"))

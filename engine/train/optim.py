@@ -15,6 +15,7 @@ from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
 from engine.compiler.ir import located_error
+from engine.train.arguments import at_least
 from engine.train.registry import OPTIMIZERS, SCHEDULERS
 
 OPTIMIZERS.add("sgd", torch.optim.SGD)
@@ -56,11 +57,13 @@ def make_optimizer(cfg: dict, model: nn.Module) -> torch.optim.Optimizer:
 
 
 @SCHEDULERS.register("constant")
+@at_least(warmup_steps=0)
 def constant(optimizer, total_steps: int, warmup_steps: int = 0) -> LambdaLR:
     return LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup_steps) if warmup_steps else 1.0)
 
 
 @SCHEDULERS.register("cosine")
+@at_least(warmup_steps=0, min_factor=0)
 def cosine(optimizer, total_steps: int, warmup_steps: int = 0, min_factor: float = 0.0) -> LambdaLR:
     """Linear warm-up, then cosine decay to `min_factor` x the base rate at the last step."""
     def factor(step: int) -> float:
@@ -72,11 +75,13 @@ def cosine(optimizer, total_steps: int, warmup_steps: int = 0, min_factor: float
 
 
 @SCHEDULERS.register("step")
+@at_least(every=1)
 def step(optimizer, total_steps: int, every: int, gamma: float = 0.1) -> LambdaLR:
     return LambdaLR(optimizer, lambda s: gamma ** (s // every))
 
 
 @SCHEDULERS.register("inverse_sqrt")
+@at_least(warmup_steps=1)
 def inverse_sqrt(optimizer, total_steps: int, warmup_steps: int = 4000) -> LambdaLR:
     """The Transformer's schedule: linear warm-up, then decay with 1/sqrt(step)."""
     return LambdaLR(optimizer, lambda s: min((s + 1) / warmup_steps,

@@ -64,7 +64,7 @@ SCHEMA = {
         "ema": {"anyOf": [{"type": "null"}, {
             "type": "object", "required": ["decay"], "additionalProperties": False,
             "properties": {"decay": {"type": "number", "exclusiveMinimum": 0, "maximum": 1}}}]},
-        "seed": {"type": "integer"},
+        "seed": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
         "eval": {"type": "object", "additionalProperties": False, "properties": {
             "every_epochs": {"type": "integer", "minimum": 0},
             "metrics": {"type": "array", "items": {"type": "string"}},
@@ -130,7 +130,7 @@ def load_recipe(recipe: str | Path, overrides: list[str] | None = None) -> Recip
         shaped, spec_errors = _analyze_spec(spec_path, spec_set)
         errors += spec_errors
     if shaped is not None:
-        errors += check_weights(doc, shaped.spec.name)
+        errors += check_weights(doc, shaped.spec.name) + check_fit(doc, shaped)
     if errors:
         raise SpecError(dedupe(errors))
     values = {**DEFAULTS, **{k: v for k, v in doc.items() if k != "extends"}}
@@ -225,6 +225,24 @@ def check_scheduler_loss_metrics(doc: LocDict) -> Iterator[Diagnostic]:
                              METRICS.hint(metric))
 
 
+def check_arguments(doc: LocDict) -> Iterator[Diagnostic]:
+    """The optimizer's, scheduler's and loss's arguments against their signatures
+    (engine/train/arguments.py); the names themselves are checked by the rules above."""
+    from engine.train.arguments import argument_problems
+    optimizers = {"optimizer": doc.get("optimizer"),
+                  **{f"optimizers.{k}": v for k, v in (doc.get("optimizers") or {}).items()}}
+    for where, cfg in optimizers.items():
+        if isinstance(cfg, LocDict) and cfg.get("name") in OPTIMIZERS:
+            yield from argument_problems(OPTIMIZERS.get(cfg["name"]), cfg, where,
+                                         f"optimizer '{cfg['name']}'", ("params", "groups"))
+    for key, registry, skip in (("scheduler", SCHEDULERS, ("optimizer", "total_steps")),
+                                ("loss", LOSSES, ())):
+        cfg = doc.get(key)
+        if isinstance(cfg, LocDict) and cfg.get("name") in registry:
+            yield from argument_problems(registry.get(cfg["name"]), cfg, key,
+                                         f"{key} '{cfg['name']}'", skip)
+
+
 def check_length(doc: LocDict) -> Iterator[Diagnostic]:
     if (doc.get("epochs") is not None) == (doc.get("steps") is not None):
         yield Diagnostic("give exactly one of `epochs:` and `steps:`", doc.loc, "",
@@ -268,7 +286,38 @@ def check_finite(doc: Any, path: str = "") -> Iterator[Diagnostic]:
 
 
 RULES = (check_procedure, check_dataset, check_optimizers, check_scheduler_loss_metrics,
-         check_length, check_transforms, check_weights, check_finite)
+         check_arguments, check_length, check_transforms, check_weights, check_finite)
+
+
+def check_fit(doc: LocDict, shaped) -> list[Diagnostic]:
+    """The procedure can train this spec on this data: one network or several, as it needs,
+    and what the procedure itself checks (a classifier's logits cover the data's classes)."""
+    name = procedure_options(doc["procedure"])[0]
+    procedure, spec = PROCEDURES.get(name), shaped.spec
+    nets = list(spec.networks)
+    at = doc.value_loc("spec")
+    if procedure.networks == "one" and spec.multi:
+        return [Diagnostic(f"procedure '{name}' trains one network; spec '{spec.name}' has "
+                           f"{len(nets)} ({', '.join(nets)})", at, "spec",
+                           "choose a single-network spec, or a procedure for several networks")]
+    if procedure.networks == "several" and not spec.multi:
+        return [Diagnostic(f"procedure '{name}' trains several networks; spec '{spec.name}' has one",
+                           at, "spec", "choose a spec with `networks:` (see the procedure's "
+                           "bundled recipes for the names it needs)")]
+    if spec.multi:
+        return []
+    classes = _data_classes(doc)
+    return [Diagnostic(message, at, "spec", hint)
+            for message, hint in procedure.spec_problems(shaped, classes)]
+
+
+def _data_classes(doc: LocDict) -> int:
+    from engine.train.data import dataset_info
+    data = doc["data"]
+    try:
+        return dataset_info(data["dataset"], data.get("root"), dict(data.get("args") or {})).num_classes
+    except SpecError:  # reported by check_dataset
+        return 0
 
 
 def _spec_ref(doc: Any, path: Path, errors: list) -> tuple[Path | None, dict]:

@@ -70,7 +70,7 @@ class Run:
                  weights: bool = True):
         self.recipe, self.folder = recipe, folder
         self.dist = distributed.current()
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = distributed.pick_device(device)
         torch.manual_seed(recipe["seed"])
         self.shaped = recipe.shaped = recipe.shaped or analyze(recipe.spec_path,
                                                                recipe.spec_overrides)

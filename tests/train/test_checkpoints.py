@@ -111,14 +111,18 @@ def _variant(recipe: Path, folder: Path, name: str, old: str, new: str) -> Path:
 def test_another_network_recipe_optimizer_or_procedure_is_refused(run, capsys, tmp_path):
     recipe, folder = run
     last = str(folder / "checkpoints" / "last.pt")
-    wider = _variant(recipe, tmp_path / "a", "tiny", "spec: mlp.yaml", "spec: {name: mlp.yaml, set: {hidden: 16}}")
-    for argv in (["train", str(wider), "--resume", str(folder)], ["eval", str(wider), "--checkpoint", last]):
+    wider = _variant(recipe, tmp_path / "a", "tiny", "spec: mlp.yaml",
+                     "spec: {name: mlp.yaml, set: {hidden: 16}}")
+    resume = ["train", str(wider), "--resume", str(folder)]
+    evaluate = ["eval", str(wider), "--checkpoint", last]
+    for argv in (resume, evaluate):
         refused(capsys, argv, "does not fit recipe tiny", "its network resolved differently")
     other = _variant(recipe, tmp_path / "b", "other", "epochs: 1", "epochs: 1")
     refused(capsys, ["train", str(other), "--resume", str(folder)],
             "it was saved by recipe 'tiny', not 'other'")
     assert main(["eval", str(other), "--checkpoint", last]) == 0  # same network: may evaluate it
-    adam = _variant(recipe, tmp_path / "c", "tiny", "name: sgd, lr: 0.1, momentum: 0.9", "name: adam, lr: 0.001")
+    adam = _variant(recipe, tmp_path / "c", "tiny", "name: sgd, lr: 0.1, momentum: 0.9",
+                    "name: adam, lr: 0.001")
     refused(capsys, ["train", str(adam), "--resume", str(folder)],
             "it was saved by optimizer 'sgd', not 'adam'")
     state = load_checkpoint(last)  # as if a run of another procedure had saved it

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from engine.train.registry import LOSSES
@@ -15,5 +16,6 @@ LOSSES.add("nll", nn.NLLLoss)
 
 def make_loss(cfg: dict) -> nn.Module:
     """The loss module of a recipe's `loss:` entry (its other keys are the loss's arguments)."""
-    args = {k: v for k, v in cfg.items() if k != "name"}
+    args = {k: torch.tensor(v, dtype=torch.float32) if isinstance(v, list) else v
+            for k, v in cfg.items() if k != "name"}  # `weight: [1, 2, ...]`: a tensor argument
     return LOSSES.get(cfg["name"])(**args)

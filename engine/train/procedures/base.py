@@ -33,9 +33,17 @@ class Procedure:
     tracks_best = True  # the lowest validation loss (or best accuracy) is saved as best.pt
     best_metric: str | None = None  # else best.pt is the highest value of this validation figure
     DEFAULT_LOSS: dict = {"name": "cross_entropy"}
+    # the spec it trains: "one" network, "several" (a spec's `networks:`), or "any"
+    networks = "one"
     # the optimizer whose steps update the recipe's `ema` copy: a generative pair averages its
     # generator (the networks it samples from), not the one-optimizer default
     ema_after = "model"
+
+    @classmethod
+    def spec_problems(cls, shaped, classes: int) -> list[tuple[str, str]]:
+        """(message, hint) for a spec this procedure cannot train with data of `classes`
+        classes (0: the data has none), found when the recipe is validated."""
+        return []
 
     def __init__(self, recipe, model: nn.Module, device: torch.device, total_steps: int):
         self.recipe, self.device = recipe, device

@@ -21,6 +21,7 @@ from engine.train.registry import PROCEDURES
 
 @PROCEDURES.register("diffusion")
 class Diffusion(Generative):
+    networks = "one"  # the noise predictor
     OPTIONS = {"timesteps": 1000, "schedule": "linear", "beta_start": 1e-4, "beta_end": 0.02,
                "sampler": "ddpm", "steps": None, "eta": 0.0, "clip_x0": False}
     CHOICES = {"schedule": SCHEDULES, "sampler": SAMPLERS}

@@ -22,6 +22,7 @@ class Generative(Procedure):
     """A procedure whose model makes images; subclasses say how."""
 
     can_sample = True
+    networks = "several"
     reports_accuracy = False
     can_reconstruct = False
 

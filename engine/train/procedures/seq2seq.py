@@ -37,6 +37,7 @@ SOS, EOS = 2, 3  # engine.train.data.text's special ids
 
 @PROCEDURES.register("seq2seq")
 class Seq2Seq(TokenFigures, Procedure):
+    networks = "several"  # encoder and decoder
     OPTIONS = {"teacher_forcing": 1.0, "beam": 1, "length_penalty": 0.6, "max_len": 100,
                "max_source_len": 100, "examples": 3}
     DEFAULT_LOSS = {"name": "cross_entropy"}

@@ -67,6 +67,7 @@ def centre_crop(images: Tensor, side: int) -> Tensor:
 
 @PROCEDURES.register("super_resolve")
 class SuperResolve(Procedure):
+    networks = "any"  # a network, or an SRGAN spec's generator
     OPTIONS = {"network": None, "upscaled_input": False, "scale": None, "recursive_alpha": 0.0,
                "y_only": False}
     DEFAULT_LOSS = {"name": "mse"}
