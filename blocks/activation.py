@@ -1,8 +1,10 @@
-"""Element-wise activations. All keep the shape: [B, *] -> [B, *]."""
+"""Element-wise activations, the hard (piecewise linear) ones of MobileNet among them, and
+clamping. All keep the shape: [B, *] -> [B, *]."""
 
 from __future__ import annotations
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
 from engine.blocks.registry import register
 
@@ -18,6 +20,58 @@ class ReLU(nn.ReLU):
 
     def label(self) -> str:
         return "ReLU"
+
+
+@register("relu6", category="activation", same_shape=True, example=_EXAMPLE)
+class ReLU6(nn.ReLU6):
+    """ReLU capped at 6, min(max(x, 0), 6) (Krizhevsky, 2010; MobileNetV1/V2, Howard et al.,
+    2017, Sandler et al., 2018). [B, *] -> [B, *]. Equals `nn.ReLU6`."""
+
+    def __init__(self, inplace: bool = False):
+        super().__init__(inplace)
+
+    def label(self) -> str:
+        return "ReLU6"
+
+
+@register("hardtanh", category="activation", same_shape=True, example=_EXAMPLE)
+class Hardtanh(nn.Hardtanh):
+    """Linear between `min` and `max`, clipped outside: min(max(x, min), max).
+
+    [B, *] -> [B, *]. Equals `nn.Hardtanh(min, max)`; `max` must be greater than `min`.
+    """
+
+    def __init__(self, min: float = -1.0, max: float = 1.0):
+        if not max > min:
+            raise ValueError(f"hardtanh: max ({max}) must be greater than min ({min})")
+        super().__init__(min, max)
+
+    def label(self) -> str:
+        return f"hardtanh [{self.min_val:g}, {self.max_val:g}]"
+
+
+@register("clamp", category="activation", same_shape=True,
+          example={"args": {"min": -0.5, "max": 0.5}, "inputs": [[2, 3, 4]]})
+class Clamp(nn.Module):
+    """Clip to `min` and/or `max` (give at least one; a missing bound is open), as
+    `torch.clamp(x, min, max)`. [B, *] -> [B, *]. No parameters."""
+
+    def __init__(self, min: float | None = None, max: float | None = None):
+        super().__init__()
+        if min is None and max is None:
+            raise ValueError("clamp needs a bound: give min:, max: or both")
+        self.min, self.max = min, max
+
+    def label(self) -> str:
+        lo = "-inf" if self.min is None else f"{self.min:g}"
+        hi = "inf" if self.max is None else f"{self.max:g}"
+        return f"clamp [{lo}, {hi}]"
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.clamp(x, self.min, self.max)
+
+    def extra_repr(self) -> str:
+        return f"min={self.min}, max={self.max}"
 
 
 @register("leaky_relu", category="activation", same_shape=True, example=_EXAMPLE)
@@ -68,6 +122,34 @@ class SiLU(nn.SiLU):
 
     def label(self) -> str:
         return "SiLU"
+
+
+@register("hardsigmoid", category="activation", same_shape=True, example=_EXAMPLE)
+class Hardsigmoid(nn.Hardsigmoid):
+    """Piecewise linear sigmoid, relu6(x + 3) / 6 (MobileNetV3, Howard et al., 2019).
+
+    [B, *] -> [B, *]. Equals `nn.Hardsigmoid`.
+    """
+
+    def __init__(self, inplace: bool = False):
+        super().__init__(inplace)
+
+    def label(self) -> str:
+        return "hard sigmoid"
+
+
+@register("hardswish", category="activation", same_shape=True, example=_EXAMPLE)
+class Hardswish(nn.Hardswish):
+    """Piecewise swish, x * relu6(x + 3) / 6 (MobileNetV3, Howard et al., 2019).
+
+    [B, *] -> [B, *]. Equals `nn.Hardswish`.
+    """
+
+    def __init__(self, inplace: bool = False):
+        super().__init__(inplace)
+
+    def label(self) -> str:
+        return "hard swish"
 
 
 @register("sigmoid", category="activation", same_shape=True, example=_EXAMPLE)
