@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import keyword
 import linecache
+from collections.abc import Iterable
 
 import torch
 from torch import nn
@@ -141,9 +142,10 @@ def _graph_module(graph: Graph, shaped: Shaped, class_name: str, top: bool = Fal
     lines = []
     children: dict[str, nn.Module] = {}
     params: dict[str, tuple] = {}
+    names = graph_variables(graph)
     for node in graph.nodes:
-        lines.append(_node_line(node, shaped, children, params))
-    source = _forward_source(graph, lines, top, shaped)
+        lines.append(_node_line(node, shaped, children, params, names))
+    source = _forward_source(graph, lines, top, shaped, names)
     cls = _class_for(class_name, source)
     module = cls()
     for name, child in children.items():
@@ -154,15 +156,17 @@ def _graph_module(graph: Graph, shaped: Shaped, class_name: str, top: bool = Fal
     return module
 
 
-def _node_line(node: Node, shaped: Shaped, children: dict, params: dict) -> str:
+def _node_line(node: Node, shaped: Shaped, children: dict, params: dict,
+               names: dict[str, str]) -> str:
     scope = node.path.rpartition(".")[0]
-    out, args = var(node.name), ", ".join(_ref_expr(r, shaped, scope) for r in node.inputs)
+    out = names[node.name]
+    args = ", ".join(_ref_expr(r, shaped, scope, names) for r in node.inputs)
     if node.kind == "pass":
-        return f"{out} = {_ref_expr(node.inputs[0], shaped, scope)}"
+        return f"{out} = {_ref_expr(node.inputs[0], shaped, scope, names)}"
     result = shaped.nodes[node.path]
     if node.kind == "param":
         params[node.name] = (result.module.weight, node.init if node.init != {} else "zeros")
-        return f"{out} = self.{node.name}"
+        return f"{out} = {_attr(node.name)}"
     if node.shared is not None:  # the same module object, called again
         return f"{out} = {_attr(node.shared.name)}({args})"
     if node.kind == "graph":
@@ -172,22 +176,24 @@ def _node_line(node: Node, shaped: Shaped, children: dict, params: dict) -> str:
     return f"{out} = {_attr(node.name)}({args})"
 
 
-def _ref_expr(ref: Ref, shaped: Shaped, scope: str) -> str:
+def _ref_expr(ref: Ref, shaped: Shaped, scope: str, names: dict[str, str]) -> str:
     """A reference as Python: `name`, or `name[k]` to pick output k of a multi-output node."""
     source = shaped.nodes.get(f"{scope}.{ref.node}" if scope else ref.node)
+    name = names.get(ref.node) or var(ref.node)
     if source is None or len(source.outputs) == 1:
-        return var(ref.node)  # a graph input, or a single-output module's bare tensor
+        return name  # a graph input, or a single-output module's bare tensor
     if ref.output is None:
-        return f"{var(ref.node)}[0]"  # a multi-output node used whole means its first output
-    names = source.output_names
-    index = names.index(ref.output) if ref.output in names else int(ref.output)
-    return f"{var(ref.node)}[{index}]"
+        return f"{name}[0]"  # a multi-output node used whole means its first output
+    outputs = source.output_names
+    index = outputs.index(ref.output) if ref.output in outputs else int(ref.output)
+    return f"{name}[{index}]"
 
 
-def _forward_source(graph: Graph, lines: list[str], top: bool, shaped: Shaped) -> str:
-    params = ", ".join(["self", *(var(n) for n in graph.inputs)])
+def _forward_source(graph: Graph, lines: list[str], top: bool, shaped: Shaped,
+                    names: dict[str, str]) -> str:
+    params = ", ".join(["self", *(names[n] for n in graph.inputs)])
     scope = graph.nodes[0].path.rpartition(".")[0] if graph.nodes else ""
-    outs = {name: _ref_expr(ref, shaped, scope) for name, ref in graph.outputs.items()}
+    outs = {name: _ref_expr(ref, shaped, scope, names) for name, ref in graph.outputs.items()}
     body = "\n".join(f"    {line}" for line in [*lines, return_statement(outs, top)])
     return f"def forward({params}):\n{body}\n"
 
@@ -216,9 +222,11 @@ def _class_for(name: str, source: str) -> type:
 
 
 def var(name: str) -> str:
-    """A Python variable for a node or input name ('0' -> '_0', 'in' -> 'in_')."""
+    """The Python variable a node or input name would like ('0' -> '_0', 'in' -> 'in_',
+    'block2-0' -> 'block2_0'); `variables` makes a graph's distinct."""
     if not NAME.fullmatch(name):  # names reach generated code: never let anything else in
         raise ValueError(f"unsafe node name {name!r}")
+    name = name.replace("-", "_")
     if not name.isidentifier():
         return f"_{name}"
     if keyword.iskeyword(name) or name == "self":
@@ -226,7 +234,32 @@ def var(name: str) -> str:
     return name
 
 
+def variables(names: Iterable[str], avoid: Iterable[str] = ()) -> dict[str, str]:
+    """One distinct Python variable per name of a graph (its inputs and nodes). A name that is a
+    plain identifier is its own variable; any other (`0`, `in`, `block2-0`) gets `var(name)`,
+    with `_` added while that is taken, so `block2-0` and a node named `block2_0` in one graph
+    are `block2_0_` and `block2_0`. `avoid`: names no variable may take (a file's globals)."""
+    names = list(dict.fromkeys(names))
+    taken = set(avoid)
+    out = {n: n for n in names if var(n) == n and n not in taken}
+    taken.update(out)
+    for n in names:
+        if n not in out:
+            v = var(n)
+            while v in taken:
+                v += "_"
+            out[n] = v
+            taken.add(v)
+    return out
+
+
+def graph_variables(graph: Graph, avoid: Iterable[str] = ()) -> dict[str, str]:
+    """`variables` of a graph's inputs and nodes, in that order."""
+    return variables([*graph.inputs, *(n.name for n in graph.nodes)], avoid)
+
+
 def _attr(name: str) -> str:
+    """`self.name`, or `getattr(self, 'block2-0')` where the name is no attribute in Python."""
     plain = name.isidentifier() and not keyword.iskeyword(name)
     return f"self.{name}" if plain else f"getattr(self, {name!r})"
 

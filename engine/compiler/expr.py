@@ -2,9 +2,14 @@
 
 Allowed: literals, names from the scope (params, the repeat index `i`, loop variables),
 arithmetic, comparisons, `and`/`or`/`not`, `a if c else b`, indexing and slicing, list and
-tuple displays, `input.channels` / `input.shape` / `input.rank` on upstream shapes, and the
-pure built-ins min, max, sum, len, abs, int, float, round. Python's `eval` is never used:
-the text is parsed with `ast` and walked here, so nothing else can run.
+tuple displays, list comprehensions, `input.channels` / `input.shape` / `input.rank` on upstream
+shapes, the pure built-ins of `_FUNCTIONS`, and the helpers of a spec's `functions:` (defined in
+engine/compiler/expr_functions.py, found in the scope under FUNCTIONS_KEY). Python's `eval` is
+never used: the text is parsed with `ast` and walked here, so nothing else can run.
+
+Work is bounded before it is done: sizes by the limits int_digits and sequence_length, loops
+and helper calls by expr_steps (iterations, calls, and the items of the lists made or read
+inside them, counted for one whole expression) and expr_depth (helpers calling helpers).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import ast
 import math
 import operator
 import re
+import reprlib
 from typing import Any
 
 from engine.blocks.registry import suggest
@@ -28,10 +34,19 @@ _UNARY = {ast.USub: operator.neg, ast.UAdd: operator.pos, ast.Not: operator.not_
 _COMPARE = {
     ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
     ast.Gt: operator.gt, ast.GtE: operator.ge, ast.In: lambda a, b: a in b,
-    ast.NotIn: lambda a, b: a not in b,
+    ast.NotIn: lambda a, b: a not in b, ast.Is: lambda a, b: _is(a, b),
+    ast.IsNot: lambda a, b: not _is(a, b),
 }
 _FUNCTIONS = {"min": min, "max": max, "sum": sum, "len": len, "abs": abs, "int": int,
-              "float": float, "round": round}
+              "float": float, "round": round, "log": math.log, "log2": math.log2,
+              "log10": math.log10, "exp": math.exp, "sqrt": math.sqrt, "ceil": math.ceil,
+              "floor": math.floor, "any": any, "all": all, "list": list,
+              "range": lambda *a: list(range(*a)), "zip": lambda *a: list(zip(*a)),
+              "enumerate": lambda seq, start=0: list(enumerate(seq, start))}
+_DOMAIN = {"log": "log needs a number above 0, and a base above 0 other than 1",
+           "log2": "log2 needs a number above 0", "log10": "log10 needs a number above 0",
+           "sqrt": "sqrt needs a number of 0 or more", "range": "range's step must not be 0"}
+FUNCTIONS_KEY = "_functions()"  # the scope entry holding a spec's helpers: no expression can name it
 _SHAPE_ATTRS = {"channels", "shape", "rank"}
 _WHOLE = re.compile(r"^\$\{(.*)\}$", re.S)
 _PARTS = re.compile(r"\$\{(.*?)\}")
@@ -77,20 +92,25 @@ def evaluate_value(value: str, scope: dict[str, Any]) -> Any:
     return _PARTS.sub(lambda m: str(evaluate(m.group(1), scope)), value)
 
 
-def evaluate(source: str, scope: dict[str, Any]) -> Any:
+def parse(source: str) -> ast.expr:
+    """The syntax tree of an expression's text, its size checked before it is parsed."""
     _check_limit("expr_chars", len(source), "write a shorter expression")
     digits = max((len(m) for m in _DIGITS.findall(source)), default=0)
     _check_limit("int_digits", digits, "write a smaller number")
     try:
-        tree = ast.parse(source.strip(), mode="eval")
+        return ast.parse(source.strip(), mode="eval").body
     except SyntaxError as err:
         raise ExprError(f"cannot parse expression '{_short(source)}': {err.msg}",
                         "write Python-style arithmetic, e.g. ${width * 4}") from None
     except (RecursionError, MemoryError, ValueError):
         raise ExprError(f"expression '{_short(source)}' is nested too deeply",
                         "write a flatter expression") from None
+
+
+def evaluate(source: str, scope: dict[str, Any]) -> Any:
+    tree = parse(source)
     try:
-        return _Evaluator(scope).visit(tree.body)
+        return _Evaluator(scope).visit(tree)
     except RecursionError:
         raise ExprError(f"expression '{_short(source)}' is nested too deeply",
                         "write a flatter expression") from None
@@ -136,20 +156,61 @@ def _is_sequence(value: Any) -> bool:
     return isinstance(value, (str, list, tuple))
 
 
+def weight(tree: ast.AST) -> int:
+    """How many parts an expression has: the work of evaluating it once, in steps."""
+    return sum(1 for _ in ast.walk(tree))
+
+
+def _is(a: Any, b: Any) -> bool:
+    if a is not None and b is not None:
+        raise TypeError("`is` only compares with None here; use == for values")
+    return a is b
+
+
+def _range_length(*args: Any) -> int:
+    numbers = range(*args)  # checks the arguments; a range is not built, only described
+    try:
+        return len(numbers)
+    except OverflowError:  # longer than any list: the limit refuses it
+        return abs(numbers.stop - numbers.start) // abs(numbers.step)
+
+
+# the size of what these built-ins would make, known (and refused) before they make it
+_LENGTHS = {"range": _range_length,
+            "zip": lambda *a: min((len(s) for s in a), default=0) * max(len(a), 1),
+            "enumerate": lambda seq, start=0: 2 * len(seq)}
+
+
 class _Evaluator(ast.NodeVisitor):
     def __init__(self, scope: dict[str, Any]):
         self.scope = scope
         self.sizes: dict[int, tuple[Any, int]] = {}
+        self.max_digits = limit("int_digits").value()
+        self.steps, self.max_steps = 0, limit("expr_steps").value()
+        self.loops = 0  # comprehensions and helper bodies being evaluated
+        self.calls: list[str] = []  # helpers being evaluated, outermost first
 
     def checked(self, value: Any) -> Any:
         """A value this expression made, refused when it is too big an integer or sequence."""
         if isinstance(value, int) and not isinstance(value, bool):
-            if value.bit_length() * _LOG10_2 > limit("int_digits").value():
+            if value.bit_length() * _LOG10_2 > self.max_digits:
                 _check_limit("int_digits", _int_digits(value), "compute a smaller number")
         elif _is_sequence(value):
+            self.charge(value)
             _check_limit("sequence_length", _size(value, self.sizes),
                          "make a shorter string or list")
         return value
+
+    def step(self, count: int) -> None:
+        """Count work (loop iterations, helper calls, list items); refuse past expr_steps."""
+        self.steps += count
+        if self.steps > self.max_steps:
+            _check_limit("expr_steps", self.steps, "loop over fewer items")
+
+    def charge(self, value: Any) -> None:
+        """Inside a loop or helper, a list made or read costs a step per item."""
+        if self.loops and _is_sequence(value):
+            self.step(len(value))
 
     def check_operands(self, fn: Any, left: Any, right: Any) -> None:
         """Refuse, before computing it, a result too big to hold: `'a' * 10**9`, `x ** 60`."""
@@ -170,7 +231,8 @@ class _Evaluator(ast.NodeVisitor):
 
     def generic_visit(self, node: ast.AST) -> Any:
         raise ExprError(f"'{ast.unparse(node)}' is not allowed in an expression",
-                        "use arithmetic, comparisons, indexing and `a if c else b` only")
+                        "use arithmetic, comparisons, indexing, `a if c else b`, "
+                        "[... for ... in ...] and calls of functions only")
 
     def visit_Constant(self, node: ast.Constant) -> Any:
         if not isinstance(node.value, (int, float, str, type(None))):
@@ -233,8 +295,10 @@ class _Evaluator(ast.NodeVisitor):
 
     def visit_Compare(self, node: ast.Compare) -> Any:
         left = self.visit(node.left)
+        self.charge(left)
         for op, right_node in zip(node.ops, node.comparators):
             right = self.visit(right_node)
+            self.charge(right)
             try:
                 if not _COMPARE[type(op)](left, right):
                     return False
@@ -249,7 +313,10 @@ class _Evaluator(ast.NodeVisitor):
     def visit_Subscript(self, node: ast.Subscript) -> Any:
         value, index = self.visit(node.value), self.visit(node.slice)
         try:
-            return value[index]
+            item = value[index]
+            if isinstance(index, slice):
+                self.charge(item)  # a copy
+            return item
         except (IndexError, KeyError, TypeError, ValueError) as err:
             raise ExprError(f"cannot index in '{_short(ast.unparse(node))}': {err}") from None
 
@@ -265,30 +332,102 @@ class _Evaluator(ast.NodeVisitor):
     def visit_Tuple(self, node: ast.Tuple) -> tuple:
         return self.checked(tuple(self.visit(e) for e in node.elts))
 
+    def visit_ListComp(self, node: ast.ListComp | ast.GeneratorExp) -> list:
+        """`[f(x) for x in xs if c]`, generators nested left to right as in Python; the loop
+        variables live in a scope of their own, dropped afterwards."""
+        out: list = []
+        local = dict(self.scope)  # the loop variables' scope
+        outer, self.scope = self.scope, local
+        self.loops += 1
+        try:
+            self.generate(node.elt, node.generators, 0, local, out)
+        finally:
+            self.scope = outer
+            self.loops -= 1
+        return self.checked(out)
+
+    visit_GeneratorExp = visit_ListComp  # sum(x for x in xs): made as a list
+
+    def generate(self, elt: ast.expr, generators: list[ast.comprehension], k: int,
+                 local: dict[str, Any], out: list) -> None:
+        if k == len(generators):
+            out.append(self.visit(elt))
+            return
+        gen = generators[k]
+        if gen.is_async:
+            self.generic_visit(gen)
+        items = self.visit(gen.iter)
+        if not _is_sequence(items):
+            raise ExprError(f"cannot loop over {type(items).__name__} in "
+                            f"'{_short(ast.unparse(gen).strip())}'", "loop over a list, or range(n)")
+        # every iteration will run: its work (the parts it evaluates) is counted, and refused, up front
+        body = elt if k + 1 == len(generators) else generators[k + 1].iter
+        self.step(len(items) * (1 + sum(weight(e) for e in (body, *gen.ifs))))
+        for item in items:
+            self.bind(gen.target, item, local)
+            if all(self.visit(cond) for cond in gen.ifs):
+                self.generate(elt, generators, k + 1, local, out)
+
+    def bind(self, target: ast.expr, value: Any, local: dict[str, Any]) -> None:
+        if isinstance(target, ast.Name):
+            local[target.id] = value
+        elif isinstance(target, ast.Tuple) and not any(isinstance(t, ast.Starred)
+                                                       for t in target.elts):
+            if not _is_sequence(value) or len(value) != len(target.elts):
+                raise ExprError(f"cannot unpack {_short(repr(value))} into "
+                                f"'{ast.unparse(target)}'", "loop over items of that many values")
+            for part, item in zip(target.elts, value):
+                self.bind(part, item, local)
+        else:
+            self.generic_visit(target)
+
     def visit_Attribute(self, node: ast.Attribute) -> Any:
         value = self.visit(node.value)
         if not isinstance(value, TensorInfo) or node.attr not in _SHAPE_ATTRS:
             raise ExprError(f"attribute access '{ast.unparse(node)}' is not allowed",
                             "only input.channels, input.shape and input.rank exist")
+        if node.attr == "channels" and len(value.shape) < 2:  # [B] has no channel dimension
+            raise ExprError(f"'{ast.unparse(node)}' of a tensor of shape {list(value.shape)}: "
+                            "it has no channel dimension", "use input.shape or input.rank")
         return list(value.shape) if node.attr == "shape" else getattr(value, node.attr)
 
     def visit_Call(self, node: ast.Call) -> Any:
         name = node.func.id if isinstance(node.func, ast.Name) else ast.unparse(node.func)
-        if name not in _FUNCTIONS or node.keywords:
-            raise ExprError(f"call to '{name}' is not allowed",
-                            f"only {', '.join(sorted(_FUNCTIONS))} can be called")
+        helpers = self.scope.get(FUNCTIONS_KEY) or {}
+        if isinstance(node.func, ast.Name) and name in helpers and name not in _FUNCTIONS:
+            args = [self.visit(a) for a in node.args]
+            if any(k.arg is None for k in node.keywords):
+                raise ExprError(f"'**' in a call to '{name}' is not allowed", "name each argument")
+            return helpers[name].call(self, args, {k.arg: self.visit(k.value) for k in node.keywords})
+        if name not in _FUNCTIONS:
+            known = sorted([*_FUNCTIONS, *helpers])
+            raise ExprError(f"call to '{name}' is not allowed", suggest(name, known, n=1) or
+                            f"only {', '.join(known)} can be called (and the spec's `functions:`)")
+        if node.keywords:
+            raise ExprError(f"keyword arguments are not allowed in a call to '{name}'",
+                            "pass the built-ins' arguments by position")
         args = [self.visit(a) for a in node.args]
+        for arg in args if name != "len" else ():
+            self.charge(arg)  # read through
         if name == "sum" and args and isinstance(args[0], (list, tuple)):
             self.checked([*args[0], *args[1:]])  # sum(lists, []) concatenates them
         if name == "round" and len(args) == 2 and isinstance(args[1], int) and abs(args[1]) > 400:
             raise ExprError(f"cannot compute '{_short(ast.unparse(node))}': too many digits",
                             "round to fewer than 400 digits")
         try:
-            return self.checked(_FUNCTIONS[name](*args))
+            size = _LENGTHS[name](*args) if name in _LENGTHS else None
+            if size is not None:  # refused before it is made
+                _check_limit("sequence_length", size, "make a shorter list")
+                self.step(size if self.loops else 0)
+            result = _FUNCTIONS[name](*args)
         except OverflowError:
             raise _overflow(node) from None
-        except (TypeError, ValueError) as err:
-            raise ExprError(f"cannot compute '{_short(ast.unparse(node))}': {err}") from None
+        except (TypeError, ValueError, ZeroDivisionError) as err:
+            source, called = ast.unparse(node), f"{name}({', '.join(map(reprlib.repr, args))})"
+            called = "" if called == source else f" = {_short(called)}"
+            raise ExprError(f"cannot compute '{_short(source)}'{called}: {err}",
+                            _DOMAIN.get(name, "")) from None
+        return result if size is not None else self.checked(result)
 
 
 def _overflow(node: ast.AST) -> ExprError:

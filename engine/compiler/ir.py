@@ -126,6 +126,7 @@ class Node:
     path: str = ""
     body: Graph | None = None
     when: Any = True
+    passes: int = 0  # which input a node switched off by `when:` passes on (`otherwise:`)
     share: str | None = None
     shared: Node | None = None  # the earlier node whose module this one reuses
     tie: dict[str, str] = field(default_factory=dict)  # param name -> "node.path.param" in the network

@@ -49,6 +49,9 @@ LIMITS = {limit.name: limit for limit in (
     Limit("expr_chars", 20_000, "the length of an expression"),
     Limit("int_digits", 1_000, "the number of digits of an integer in an expression"),
     Limit("sequence_length", 1_000_000, "the length of a string or list made by an expression"),
+    Limit("expr_steps", 100_000, "the work of one expression (the parts evaluated by each loop "
+          "iteration and function call, and the list items made or read there)"),
+    Limit("expr_depth", 32, "the depth of calls of `functions:` inside one another"),
     Limit("params", 4_000_000_000, "the number of parameters to allocate"),
     Limit("activation_bytes", 256 * 2**30, "the activation memory of one sample (bytes)"),
 )}

@@ -108,6 +108,8 @@ class Repeats:
                                                                 "in", "when", "share", "map")},
                       loc=raw.loc)
         sub.key_locs, sub.value_locs = raw.key_locs, raw.value_locs
+        if "op" in extra:  # `first: {op: down_unit}`: this child is another block
+            sub["op"] = extra.pop("op")
         return self.body_node(child_name, sub, child_scope, f"{path}.{child_name}", child_in, extra)
 
     def application(self, name: str, first: Node, inputs: list[Ref], loc: Loc | None,

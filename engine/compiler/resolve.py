@@ -13,11 +13,12 @@ from typing import Any
 from engine.blocks.registry import lookup, suggest
 from engine.compiler.budget import Budget, TooMuchWork
 from engine.compiler.expr import ExprError, NeedsShape, Poisoned, evaluate_value, is_expression, source_of
+from engine.compiler.expr_functions import define_functions
 from engine.compiler.ir import INVALID, Deferred, Diagnostic, Graph, Loc, LocDict, LocList, Node, Ref, Spec
 from engine.compiler.names import name_problem
 from engine.compiler.repeat import DEFAULT_INPUT, Repeats
 
-NODE_KEYS = {"op", "in", "repeat", "names", "args", "first", "last", "when", "seq", "graph",
+NODE_KEYS = {"op", "in", "repeat", "names", "args", "first", "last", "when", "otherwise", "seq", "graph",
              "share", "tie", "init", "outputs", "each", "as", "freeze",
              "spectral_norm", "map"}
 TYPES = {"int": int, "float": (int, float), "bool": bool, "str": str, "list": list}
@@ -55,6 +56,9 @@ class _Resolver(Repeats, Budget):
     # ---- the document -------------------------------------------------------------------
     def spec(self) -> Spec:
         doc = self.doc
+        # the spec's `functions:`, put into every scope by bind_params (blocks' scopes too)
+        self.functions, problems = define_functions(doc.get("functions"), doc.value_loc("functions"))
+        self.errors += problems
         scope = self.bind_params(doc.get("params") or {}, {}, {}, doc.value_loc("params"), "")
         nets = doc.get("networks")
         if isinstance(nets, dict):
@@ -130,7 +134,7 @@ class _Resolver(Repeats, Budget):
         """Bind declared params (`name: type` required, `name: default`) to call arguments.
 
         `loc` is where the call is written: errors about its arguments point there."""
-        scope = dict(outer)
+        scope = {**outer, **getattr(self, "functions", {})}
         if not isinstance(decls, dict):
             self.error("`params:` must be a mapping of name: default", loc, path)
             return scope
@@ -215,11 +219,12 @@ class _Resolver(Repeats, Budget):
         inputs = self.refs(raw.get("in"), raw, full) if "in" in raw else default_in
         inputs = self.expand_steps(inputs, earlier or [], raw, full)
         when = self.value(raw.get("when", True), scope, raw.value_loc("when"), full, True)
+        passes = self.passed_on(raw, inputs, full, loc)
         if "when" in raw and not isinstance(when, Deferred) and not when and when is not INVALID:
             self.made_node(loc, full)
-            return Node(name, "pass", "pass", inputs, loc=loc, path=full)
+            return Node(name, "pass", "pass", inputs[passes:passes + 1], loc=loc, path=full)
         node = self.body_node(name, raw, scope, full, inputs, loc=loc)
-        node.when = True if when is INVALID else when
+        node.when, node.passes = (True if when is INVALID else when), passes
         node.share = None if "repeat" in raw else raw.get("share")  # a repeat's share: is its own
         node.init = self.value(raw.get("init", {}), scope, raw.value_loc("init"), full)
         node.tie = raw.get("tie") or {}
@@ -227,6 +232,24 @@ class _Resolver(Repeats, Budget):
         node.spectral_norm = bool(self.value(raw.get("spectral_norm", False), scope,
                                              raw.value_loc("spectral_norm"), full))
         return node
+
+    def passed_on(self, raw: LocDict, inputs: list[Ref], path: str, loc: Loc | None) -> int:
+        """The input a node switched off by `when:` passes on: its only one, or the one its
+        `otherwise:` names. A node with several inputs must say which (no silent branch drop:
+        `add: {in: [input, conv], when: ...}` would otherwise pass `input` and lose `conv`)."""
+        names = [str(r) for r in inputs]
+        if "otherwise" in raw:
+            chosen = str(raw["otherwise"])
+            if chosen in names:
+                return names.index(chosen)
+            self.error(f"`otherwise: {chosen}` is not one of the node's inputs ({', '.join(names)})",
+                       raw.value_loc("otherwise"), path, "name the input it passes on when `when:` "
+                       "is false")
+        elif "when" in raw and len(inputs) > 1:
+            self.error(f"`when:` may switch this node off, and it has {len(inputs)} inputs "
+                       f"({', '.join(names)}): which one passes on is not said", loc, path,
+                       f"add `otherwise:` naming the input it passes on ({' or '.join(names)})")
+        return 0
 
     def link_share(self, node: Node, earlier: list[Node]) -> None:
         """`share: conv`: reuse an earlier sibling's module; the op and arguments are its."""
@@ -342,6 +365,12 @@ class _Resolver(Repeats, Budget):
             child = self.node(str(len(children)), raw_item, item_scope, path,
                               [Ref(children[-1].name if children else DEFAULT_INPUT)],
                               getattr(raw_item, "loc", items.loc))
+            if isinstance(child.when, Deferred):  # renumbering must not wait for the shapes
+                self.error("in a `seq:`, `when:` cannot read the upstream shape (`input.`): "
+                           "an item switched off is dropped and the later items renumbered, "
+                           "which must be known before shapes are", child.loc, child.path,
+                           "decide with params (e.g. a block param holding the width), or use "
+                           "a `graph:` whose node passes its input on")
             if child.kind != "pass":  # a seq item switched off is dropped, like in a Python list
                 children.append(child)
         last = children[-1].name if children else DEFAULT_INPUT

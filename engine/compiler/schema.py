@@ -28,6 +28,8 @@ NODE_KEYS = {
     "last": {"type": "object", "description": "arguments overriding `args` for the last repeat"},
     "when": {"description": "false: the node passes its input through (in seq: is dropped)",
              "anyOf": [{"type": "boolean"}, EXPR]},
+    "otherwise": {"type": "string", "description": "the input a node switched off by `when:` "
+                  "passes on (required where it has several inputs)"},
     "seq": {"type": "array", "items": {"$ref": "#/$defs/seq_item"},
             "description": "a chain of nodes named 0, 1, ... (like nn.Sequential)"},
     "graph": {"$ref": "#/$defs/graph"},
@@ -70,6 +72,9 @@ def spec_schema(fast_dispatch: bool = False) -> dict[str, Any]:
             "networks": {"type": "object", "additionalProperties": {"$ref": "#/$defs/network"}},
             "init": {"type": "object", "additionalProperties": {"type": "object"}},
             "rename": {"type": "object", "additionalProperties": {"type": "string"}},
+            "functions": {"type": "object", "additionalProperties": {"$ref": "#/$defs/function"},
+                          "description": "named helpers callable from every expression of the "
+                                         "spec: name: {args, let, expr}"},
         },
         "additionalProperties": False,
         "$defs": {**_common_defs(), **{f"op_{name}": _op_schema(info) for name, info in ops.items()},
@@ -100,6 +105,14 @@ def _common_defs() -> dict[str, Any]:
             "nodes": {"$ref": "#/$defs/graph"}, "outputs": {"$ref": "#/$defs/outputs"},
             "description": {"type": "string"}},
             "required": ["nodes"], "additionalProperties": False},
+        "function": {"type": "object", "properties": {
+            "args": {"type": "array", "description": "argument names; {name: default} for an optional one",
+                     "items": {"anyOf": [{"type": "string"}, {"type": "object", "minProperties": 1,
+                                                              "maxProperties": 1}]}},
+            "let": {"type": "object", "description": "local values, in order: name: ${...}"},
+            "expr": {"type": "string", "description": "the result: one ${...} expression"},
+            "description": {"type": "string"}},
+            "required": ["expr"], "additionalProperties": False},
         "network": {"type": "object", "properties": {
             "inputs": {"$ref": "#/$defs/inputs"}, "graph": {"$ref": "#/$defs/graph"},
             "outputs": {"$ref": "#/$defs/outputs"}, "description": {"type": "string"}},

@@ -133,8 +133,10 @@ class _ShapeRun:
             except ExprError as err:
                 self.error(node, f"in `when:`: {err}", err.hint)
                 return None
-            if not node.when:  # switched off by the upstream shape: pass the input through
+            if not node.when:  # switched off by the upstream shape: pass `otherwise:` through
                 node.kind, node.op, node.body = "pass", "pass", None
+                node.inputs = node.inputs[node.passes:node.passes + 1]
+                inputs = inputs[node.passes:node.passes + 1]
         if node.kind == "pass":
             return NodeShapes(inputs, (inputs[0],), ("out",)) if inputs else None
         if node.kind == "graph":

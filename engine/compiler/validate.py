@@ -18,6 +18,7 @@ from engine.blocks.registry import INFERRED, all_blocks, check_type, lookup, sug
 from engine.compiler.init import rule_problem
 from engine.compiler.ir import INVALID, Deferred, Diagnostic, Graph, Loc, LocDict, LocList, Node, Spec, dedupe
 from engine.compiler.schema import dispatching_validator
+from engine.compiler.statedict import rename_problem
 from engine.compiler.walk import iter_nodes
 
 POSITIVE = {"out", "k", "heads", "size", "stride", "groups", "dilation"}
@@ -32,6 +33,7 @@ def validate(spec: Spec) -> list[Diagnostic]:
             if node.body is not None:
                 errors += graph_rules(node.body, user_blocks)
     errors += list(check_spec_init(spec))
+    errors += list(check_rename(spec))
     return dedupe(errors)  # the JSON Schema ran before resolution (check_schema)
 
 
@@ -175,6 +177,16 @@ def check_spec_init(spec: Spec) -> Iterator[Diagnostic]:
     for op, rules in (spec.init or {}).items():
         loc = doc.value_loc(op) if isinstance(doc, LocDict) else spec.doc.loc
         yield from _init_rules(rules, loc, f"init.{op}")
+
+
+def check_rename(spec: Spec) -> Iterator[Diagnostic]:
+    """The spec's `rename:` rules (engine/compiler/statedict.py), each usable, at its entry."""
+    doc = spec.doc.get("rename") if isinstance(spec.doc, dict) else None
+    for left, right in (spec.rename or {}).items():
+        problem = rename_problem(left, right)
+        if problem:
+            loc = doc.key_loc(left) if isinstance(doc, LocDict) else getattr(spec.doc, "loc", None)
+            yield Diagnostic(problem[0], loc, "", problem[1])
 
 
 def _init_rules(rules: object, loc: Loc | None, path: str) -> Iterator[Diagnostic]:

@@ -77,6 +77,7 @@ class _Renderer:
         self.edges: list[str] = []
         self.used: set[str] = set()
         self.ids: dict[str, str] = {}  # node path -> dot id of its box (for shared-weight edges)
+        self.dot_ids: dict[str, str] = {}  # what a dot id stands for -> the id, one per thing
 
     # ---- the document ---------------------------------------------------------------------
     def document(self) -> str:
@@ -97,13 +98,13 @@ class _Renderer:
     def network(self, name: str, graph: Graph) -> None:
         env: dict[str, list[_Out]] = {}
         for inp, info in self.shaped.inputs[name].items():
-            dot_id = _id(f"{name}:in:{inp}")
+            dot_id = self.dot_id(f"{name}:in:{inp}")
             self.lines.append(f'  "{dot_id}" [shape=oval, style=filled, fillcolor="#ffffff", '
                               f'label=<<B>{_h(inp)}</B><BR/>{_shape(info)}>];')
             env[inp] = [_Out(dot_id, info, True)]
         env = self.graph(graph, env, 0)
         for out_name, ref in graph.outputs.items():
-            dot_id = _id(f"{name}:out:{out_name}")
+            dot_id = self.dot_id(f"{name}:out:{out_name}")
             source = self.lookup(env, ref.node, ref.output, graph)
             self.lines.append(f'  "{dot_id}" [shape=oval, style=filled, fillcolor="#ffffff", '
                               f'label=<<B>{_h(out_name)}</B><BR/>{_shape(source.info)}>];')
@@ -140,10 +141,21 @@ class _Renderer:
             return self.status.get(node.path) == "changed"
         return node.repeat == 0 and level + 1 < self.depth
 
+    def dot_id(self, key: str) -> str:
+        """The dot id of `key` (a node path, `net:in:x`): `_id(key)`, numbered where two keys
+        would share one (`a.b` and `a_b`)."""
+        if key not in self.dot_ids:
+            taken = set(self.dot_ids.values())
+            dot_id, n = _id(key), 2
+            while dot_id in taken:
+                dot_id, n = f"{_id(key)}_{n}", n + 1
+            self.dot_ids[key] = dot_id
+        return self.dot_ids[key]
+
     # ---- drawing ----------------------------------------------------------------------------
     def box(self, node: Node, sources: list[_Out]) -> list[_Out]:
         result = self.shaped.nodes[node.path]
-        dot_id = _id(node.path)
+        dot_id = self.dot_id(node.path)
         self.ids[node.path] = dot_id
         title, category = self.title(node, result)
         attrs = self.style(node, category, title)
@@ -195,7 +207,8 @@ class _Renderer:
         fill = "#f7f7f7" if level % 2 == 0 else "#ffffff"
         if self.status is not None:
             fill = "#fffaf0"
-        self.lines.append(f'  subgraph "cluster_{_id(node.path)}" {{ label=<{_h(_name(node))} · '
+        cluster = f"cluster_{self.dot_id(node.path)}"
+        self.lines.append(f'  subgraph "{cluster}" {{ label=<{_h(_name(node))} · '
                           f'{_h(what)} · {params}>; style="rounded,filled"; fillcolor="{fill}"; '
                           f'color="#aaaaaa"; fontsize=10;')
         body = node.body
@@ -311,7 +324,9 @@ def _sibling(node: Node, name: str) -> str:
 
 
 def _id(path: str) -> str:
-    return "n_" + "".join(c if c.isalnum() else "_" for c in path)
+    """A readable dot id (always written quoted): letters, digits and `-` kept (`block2-0`),
+    anything else `_` (`layer1.0` -> `n_layer1_0`)."""
+    return "n_" + "".join(c if c.isalnum() or c == "-" else "_" for c in path)
 
 
 def _quote(name: str) -> str:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
-from engine.compiler.build import return_statement
+from engine.compiler.build import graph_variables, return_statement
 from engine.compiler.ir import Graph, Node, Ref, Shaped
 from engine.views.codegen.inits import freeze, init_loops, init_statements, parameter_init, spectral_norm
 from engine.views.codegen.ir import (
@@ -30,7 +30,7 @@ from engine.views.codegen.ir import (
     Token,
 )
 from engine.views.codegen.layers import Layers, parameter_line
-from engine.views.codegen.literals import child, is_attr, literal, variable
+from engine.views.codegen.literals import GLOBALS, child, is_attr, literal, variable
 from engine.views.codegen.tree import Tree, sequential
 
 
@@ -44,6 +44,7 @@ class _Draft:
     inits: list[Statement] = field(default_factory=list)
     forward: list[str] = field(default_factory=list)
     alias: dict[str, str] = field(default_factory=dict)  # parameters and pass-throughs, by name
+    names: dict[str, str] = field(default_factory=dict)  # input and node name -> its variable
 
 
 @dataclass
@@ -59,7 +60,8 @@ class BodyWriter:
         """The class body of `inst`. Its child instances must be in classes already: their
         classes' signatures decide the arguments written for them."""
         graph = inst.graph
-        d = _Draft(graph.nodes[0].path.rpartition(".")[0] if graph.nodes else inst.path)
+        d = _Draft(graph.nodes[0].path.rpartition(".")[0] if graph.nodes else inst.path,
+                   names=graph_variables(graph, GLOBALS))
         for node in graph.nodes:
             self._node(d, node)
         if inst.node is None:
@@ -95,14 +97,14 @@ class BodyWriter:
     def _inline(self, d: _Draft, node: Node, refs: list[str]) -> bool:
         expr = self.layers.inline(node, self.shaped.nodes[node.path].module, refs)
         if expr is not None:
-            d.forward.append(f"{variable(node.name)} = {expr}")
+            d.forward.append(f"{d.names[node.name]} = {expr}")
         return expr is not None
 
     def _prim(self, d: _Draft, node: Node, refs: list[str]) -> None:
         module = self.shaped.nodes[node.path].module
         if node.shared is None:
             self._layer(d, node, module)
-        out, call = variable(node.name), child("self", (node.shared or node).name)
+        out, call = d.names[node.name], child("self", (node.shared or node).name)
         # checked on the module, not the node: a shared node calls its target's attention
         if id(module) in self.attention:  # (q, k, v) -> out, as torchvision
             q = refs[0]
@@ -124,7 +126,7 @@ class BodyWriter:
 
     def _graph(self, d: _Draft, node: Node, refs: list[str]) -> None:
         call = child("self", (node.shared or node).name)
-        d.forward.append(f"{variable(node.name)} = {call}({', '.join(refs)})")
+        d.forward.append(f"{d.names[node.name]} = {call}({', '.join(refs)})")
         if node.shared is None:
             d.lines.append(_assign(node.name, self._graph_tok(d, node, child("self", node.name),
                                                               node.name)))
@@ -172,7 +174,7 @@ class BodyWriter:
 
     def _ref(self, ref: Ref, d: _Draft) -> str:
         """A reference as Python: `name`, or `name[k]` for output k of a multi-output node."""
-        base = d.alias.get(ref.node) or variable(ref.node)
+        base = d.alias.get(ref.node) or d.names.get(ref.node) or variable(ref.node)
         source = self.shaped.nodes.get(f"{d.scope}.{ref.node}" if d.scope else ref.node)
         if ref.output is None or (source is not None and len(source.outputs) == 1):
             return base
@@ -181,7 +183,7 @@ class BodyWriter:
         return f"{base}[{index}]"
 
     def _forward(self, d: _Draft, graph: Graph, top: bool) -> str:
-        params = ", ".join(["self", *(variable(n) for n in graph.inputs)])
+        params = ", ".join(["self", *(d.names[n] for n in graph.inputs)])
         outs = {name: self._ref(ref, d) for name, ref in graph.outputs.items()}
         body = "\n".join(f"        {line}" for line in [*d.forward, return_statement(outs, top)])
         return f"    def forward({params}):\n{body}\n"

@@ -128,6 +128,7 @@ def _fresh(name: str, owner: str, taken: set[str]) -> str:
     name = name if is_attr(name) else "arg"
     if name not in taken:
         return name
+    owner = owner.replace("-", "_")  # a node named `block2-0` prefixes as block2_0
     prefixed = f"{owner}_{name}" if is_attr(f"{owner}_{name}") else f"arg_{name}"
     candidate, n = prefixed, 2
     while candidate in taken:

@@ -266,7 +266,8 @@ class Layers:
 def parameter_line(node: Node, tensor: torch.Tensor, lits: Literals) -> Token:
     """A learned tensor: `self.token = nn.Parameter(torch.zeros(1, 1, 768))` (its init rule,
     if any, is written with the others)."""
-    stem = f"{node.name}_size" if is_attr(f"{node.name}_size") else "size"
+    stem = f"{node.name}_size".replace("-", "_")
+    stem = stem if is_attr(stem) else "size"
     args = [Pos(Lit(lits.hole(d, f"{stem}{k}" if tensor.dim() > 1 else stem, node.name)))
             for k, d in enumerate(tensor.shape)]
     if tensor.dtype != torch.get_default_dtype():
