@@ -9,22 +9,26 @@ from torch import Tensor, nn
 from engine.blocks.registry import register
 
 
-@register("upsample", category="resample", layout=None,
+@register("upsample", category="resample", layout=None, inputs=(1, 2),
           example={"args": {"scale": 2}, "inputs": [[2, 3, 4, 5]]})
 class Upsample(nn.Module):
-    """Interpolate a feature map by a `scale` factor or to a fixed `size` (give exactly one).
+    """Interpolate a feature map by a `scale` factor, to a fixed `size`, or (`like: true`) to
+    the size of a second input (give exactly one).
 
-    [B, C, H, W] -> [B, C, H*scale, W*scale] (floored), or [B, C, size, size] / [B, C, *size].
+    [B, C, H, W] -> [B, C, H*scale, W*scale] (floored), or [B, C, size, size] / [B, C, *size],
+    or with `like: true` and `in: [x, ref]`, [B, C, *ref.shape[2:]], read when the model runs
+    (torchvision's segmentation heads: `F.interpolate(x, size=image.shape[-2:])`).
     `mode` is one of nearest, bilinear, bicubic, area, nearest-exact; `align_corners` applies to
     bilinear and bicubic only (PyTorch's default, false, when left out). Equals
     `F.interpolate`; no parameters.
     """
 
     def __init__(self, scale: float | None = None, size: int | list[int] | None = None,
-                 mode: str = "nearest", align_corners: bool | None = None):
+                 mode: str = "nearest", align_corners: bool | None = None, like: bool = False):
         super().__init__()
-        if (scale is None) == (size is None):
-            raise ValueError("give exactly one of scale: (a factor) and size: (the output size)")
+        if (scale is not None) + (size is not None) + bool(like) != 1:
+            raise ValueError("give exactly one of scale: (a factor), size: (the output size) and "
+                             "like: true (the size of a second input)")
         modes = ("nearest", "bilinear", "bicubic", "area", "nearest-exact")
         if mode not in modes:
             raise ValueError(f"mode must be one of {', '.join(modes)}, not {mode!r}")
@@ -32,17 +36,26 @@ class Upsample(nn.Module):
             raise ValueError("align_corners applies to bilinear and bicubic modes only")
         self.scale, self.mode, self.align_corners = scale, mode, align_corners
         self.size = tuple(size) if isinstance(size, list) else size
+        self.like = bool(like)
 
     def label(self) -> str:
-        how = f"x{self.scale:g}" if self.scale is not None else f"to {self.size}"
+        how = f"x{self.scale:g}" if self.scale is not None else \
+            "to its 2nd input's size" if self.like else f"to {self.size}"
         return f"upsample {how}, {self.mode}"
 
-    def forward(self, x: Tensor) -> Tensor:
-        return F.interpolate(x, size=self.size, scale_factor=self.scale, mode=self.mode,
+    def forward(self, x: Tensor, ref: Tensor | None = None) -> Tensor:
+        if self.like and ref is None:
+            raise ValueError("upsample with like: true needs a second input, whose size it "
+                             "takes: in: [x, ref]")
+        if ref is not None and not self.like:
+            raise ValueError("upsample takes a second input only with like: true")
+        size = tuple(ref.shape[2:]) if ref is not None else self.size
+        return F.interpolate(x, size=size, scale_factor=self.scale, mode=self.mode,
                              align_corners=self.align_corners)
 
     def extra_repr(self) -> str:
-        how = f"scale={self.scale}" if self.scale is not None else f"size={self.size}"
+        how = f"scale={self.scale}" if self.scale is not None else \
+            "like=True" if self.like else f"size={self.size}"
         return f"{how}, mode={self.mode!r}"
 
 

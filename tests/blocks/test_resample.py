@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import engine
 from engine.blocks.registry import lookup
 
 
@@ -35,6 +36,37 @@ def test_upsample_rejects_both_or_neither_and_bad_modes():
                 {"scale": 2, "align_corners": True}):
         with pytest.raises(ValueError):
             Upsample(**bad)
+
+
+def test_upsample_like_takes_the_size_of_its_second_input_at_run_time():
+    # torchvision's segmentation heads: F.interpolate(x, size=image.shape[-2:])
+    from engine.blocks.resample import Upsample
+    up = Upsample(like=True, mode="bilinear", align_corners=False)
+    x = torch.randn(2, 3, 4, 5)
+    for size in ((9, 7), (16, 20)):
+        ref = torch.randn(2, 1, *size)
+        torch.testing.assert_close(up(x, ref), F.interpolate(x, size=size, mode="bilinear",
+                                                             align_corners=False))
+    with pytest.raises(ValueError, match="needs a second input"):
+        up(x)
+    with pytest.raises(ValueError, match="only with like: true"):
+        Upsample(scale=2)(x, x)
+    for bad in ({"like": True, "scale": 2}, {"like": True, "size": 4}):
+        with pytest.raises(ValueError, match="exactly one"):
+            Upsample(**bad)
+
+
+def test_upsample_like_in_a_spec(spec_file):
+    path = spec_file("""
+        inputs: {image: [B, 3, 16, 12]}
+        graph:
+          down: {op: conv, out: 4, k: 3, stride: 4, pad: 1}
+          up:   {op: upsample, in: [down, image], like: true, mode: bilinear}
+    """)
+    shaped = engine.analyze(path)
+    assert shaped.nodes["up"].outputs[0].shape == (1, 4, 16, 12)
+    model = engine.build(path)
+    assert model(torch.randn(2, 3, 20, 8)).shape == (2, 4, 20, 8)  # the image's size, run time
 
 
 def test_pixel_shuffle_equals_torch_and_a_hand_rearrangement():
