@@ -8,6 +8,7 @@ A mixin of the resolver (engine/compiler/resolve.py): it uses its `value`, `erro
 
 from __future__ import annotations
 
+from engine.compiler.expr import is_expression
 from engine.compiler.ir import INVALID, Graph, Loc, LocDict, Node, Ref
 from engine.compiler.names import name_problem
 
@@ -66,9 +67,19 @@ class Repeats:
         outputs = {"out": Ref(prev)}
         if recursive:
             outputs.update({c.name: Ref(c.name) for c in children})
-        body = Graph(str(raw.get("op", name)), body_inputs, children, outputs, raw.loc)
-        return Node(name, str(raw.get("op", "seq")), "graph", inputs, {}, raw.loc, path, body=body,
-                    repeat=count)
+        op = self.repeat_label(raw, children)
+        body = Graph(op if "op" in raw else name, body_inputs, children, outputs, raw.loc)
+        return Node(name, op, "graph", inputs, {}, raw.loc, path, body=body, repeat=count)
+
+    @staticmethod
+    def repeat_label(raw: LocDict, children: list[Node]) -> str:
+        """What the repeat applies, as diagrams and summaries name it: its children's ops
+        (`down_unit/unit` where `first:` or an `op:` expression varies them), not the text of
+        an expression."""
+        ops = list(dict.fromkeys(c.op for c in children if c.kind != "pass" and c.op != "?"))
+        if ops and (len(ops) > 1 or is_expression(raw.get("op"))):
+            return "/".join(ops)
+        return str(raw.get("op", "seq"))
 
     def count(self, raw: LocDict, scope: dict, path: str) -> int:
         count = self.value(raw["repeat"], scope, raw.value_loc("repeat"), path)

@@ -70,10 +70,11 @@ class _Resolver(Repeats, Budget):
                         if isinstance(d, dict)}
         else:
             networks = {str(doc.get("name", "model")): self.network("model", doc, scope, "")}
+        init = self.value(doc.get("init") or {}, scope, doc.value_loc("init"), "init")  # ${...} too
         return Spec(name=str(doc.get("name", "model")), file=self.file, networks=networks,
                     params={k: v for k, v in scope.items() if not k.startswith("_")},
-                    init=doc.get("init") or {}, rename=doc.get("rename") or {}, doc=doc,
-                    multi=isinstance(nets, dict))
+                    init=init if isinstance(init, dict) else {}, rename=doc.get("rename") or {},
+                    doc=doc, multi=isinstance(nets, dict))
 
     def network(self, name: str, defn: LocDict, scope: dict, path: str) -> Graph:
         declared = defn.get("inputs") or {}
@@ -356,6 +357,10 @@ class _Resolver(Repeats, Budget):
 
     def seq(self, name: str, raw: LocDict, scope: dict, path: str, inputs: list[Ref]) -> Node:
         items = raw["seq"]
+        if "outputs" in raw:  # a seq's output is its last item's: never ignore what is written
+            self.error("a `seq:` has one output, its last item's: `outputs:` does not apply",
+                       raw.key_loc("outputs"), path,
+                       "write the nodes as a `graph:` to name several outputs")
         if not isinstance(items, LocList):
             self.error("`seq:` must be a list of nodes", raw.value_loc("seq"), path,
                        "write seq: [{op: conv, out: 64}, {op: relu}]")

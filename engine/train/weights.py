@@ -3,9 +3,9 @@ freshly built model (`engine build --weights`, `engine.build(weights=...)`, a re
 
 Sources:
 - `torchvision` (the model's DEFAULT weights) or `torchvision:IMAGENET1K_V2` (a named set), for
-  the classifier specs in `TORCHVISION`: fetched through torchvision's weights API into
-  torch.hub's cache (`$TORCH_HOME/hub/checkpoints/<file>`, so it works offline once cached) and
-  translated by the spec's `rename:` map;
+  the bundled specs in `TORCHVISION` and `TORCHVISION_ZOO` (`torchvision_model(spec)`): fetched
+  through torchvision's weights API into torch.hub's cache (`$TORCH_HOME/hub/checkpoints/<file>`,
+  so it works offline once cached) and translated by the spec's `rename:` map;
 - a `.pt`/`.pth` file or a glob of them (the newest match): a run's `checkpoints/last.pt` or
   `best.pt` (the weights the run evaluated: its EMA copy where it kept one), or a plain
   state_dict in the reference's names (renamed like torchvision's).
@@ -32,8 +32,9 @@ from engine.compiler.statedict import rename_state_dict
 from engine.train.checkpoint import load_checkpoint, newest_match, trained_weights
 from engine.views.diff import WeightTransfer, compare_entries
 
-# spec name -> torchvision model name: the specs whose state_dict equals torchvision's
-# (tests/compiler/test_torchvision_parity.py checks the same table)
+# spec name -> torchvision model name (its builder and weights enum: `get_model_weights(name)`),
+# for the specs whose state_dict equals torchvision's. TORCHVISION: the classifiers that
+# tests/compiler/test_torchvision_parity.py checks (its VARIANTS, the same table)
 TORCHVISION = {
     "alexnet": "alexnet", "squeezenet1_0": "squeezenet1_0", "squeezenet1_1": "squeezenet1_1",
     **{f"vgg{n}{bn}": f"vgg{n}{bn}" for n in (11, 13, 16, 19) for bn in ("", "_bn")},
@@ -43,10 +44,43 @@ TORCHVISION = {
     **{f"vit_{s}{p}": f"vit_{s}_{p}" for s in ("b", "l") for p in (16, 32)},
     "googlenet": "googlenet", "inception_v3": "inception_v3",
 }
+# the rest of the zoo, each family checked by its tests/compiler/test_zoo_*.py; segmentation models
+# are torchvision.models.segmentation's (COCO weights with the 21 VOC classes; FCN's and DeepLabV3's
+# with the aux head, as the specs have it). An entry whose spec file is not bundled (yet) is
+# skipped (`torchvision_specs`); tests/train/test_weights_zoo.py checks that every bundled spec
+# named like a torchvision model with weights is here
+TORCHVISION_ZOO = {
+    **{s: s for s in ("resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d",
+                      "wide_resnet50_2", "wide_resnet101_2")},
+    "vit_h14": "vit_h_14",  # DEFAULT (SWAG E2E) is for 518 x 518 images: --set image_size=518
+    **{s: s for s in ("mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small")},
+    **{f"mnasnet{w}": f"mnasnet{w}" for w in ("0_5", "0_75", "1_0", "1_3")},
+    **{f"shufflenet_v2_{w}": f"shufflenet_v2_{w}" for w in ("x0_5", "x1_0", "x1_5", "x2_0")},
+    **{f"efficientnet_{v}": f"efficientnet_{v}" for v in ("b0", "b1", "b2", "b3", "b4", "b5", "b6",
+                                                          "b7", "v2_s", "v2_m", "v2_l")},
+    **{f"regnet_x_{f}": f"regnet_x_{f}" for f in ("400mf", "800mf", "1_6gf", "3_2gf", "8gf", "16gf",
+                                                  "32gf")},
+    **{f"regnet_y_{f}": f"regnet_y_{f}" for f in ("400mf", "800mf", "1_6gf", "3_2gf", "8gf", "16gf",
+                                                  "32gf", "128gf")},
+    **{s: s for s in ("swin_t", "swin_s", "swin_b", "swin_v2_t", "swin_v2_s", "swin_v2_b")},
+    **{s: s for s in ("fcn_resnet50", "fcn_resnet101", "deeplabv3_resnet50", "deeplabv3_resnet101",
+                      "deeplabv3_mobilenet_v3_large", "lraspp_mobilenet_v3_large")},
+}
 # torchvision runs these weights with transform_input=True; the specs have no input transform
 TRANSFORM_INPUT = {"googlenet", "inception_v3"}
 FILE_SUFFIXES = (".pt", ".pth")
 _MAX_KEYS = 10
+
+
+def torchvision_model(spec: str) -> str | None:
+    """The torchvision model whose weights spec `spec` (a spec's `name:`) takes, or None."""
+    return TORCHVISION.get(spec) or TORCHVISION_ZOO.get(spec)
+
+
+def torchvision_specs() -> list[str]:
+    """The bundled specs with torchvision weights: the tables' entries whose spec file exists."""
+    from engine.compiler.merge import SPECS_DIR
+    return [s for s in {**TORCHVISION, **TORCHVISION_ZOO} if (SPECS_DIR / f"{s}.yaml").is_file()]
 
 
 @dataclass
@@ -85,9 +119,9 @@ def _keys(title: str, entries: dict) -> list[str]:
 def source_problem(value: str, spec_name: str | None = None) -> tuple[str, str] | None:
     """(message, hint) when `value` names no source of weights (for `spec_name`, where given)."""
     if _is_torchvision(value):
-        if spec_name is not None and spec_name not in TORCHVISION:
+        if spec_name is not None and torchvision_model(spec_name) is None:
             return (f"spec '{spec_name}' has no torchvision weights",
-                    f"the specs that do: {', '.join(TORCHVISION)}; or give a checkpoint (.pt)")
+                    f"the specs that do: {', '.join(torchvision_specs())}; or give a checkpoint (.pt)")
         return None
     if not value.endswith(FILE_SUFFIXES):
         near = suggest(value, ["torchvision"], n=1)
@@ -109,10 +143,13 @@ def load_weights(model: nn.Module, shaped: Shaped, value: str, loc: Loc | None =
     problem = source_problem(value, spec)
     if problem:
         raise located_error(problem[0], loc, where, problem[1])
-    note = ""
+    notes, weights = [], None
     if _is_torchvision(value):
-        state, source, note = _torchvision(spec, value.partition(":")[2], loc, where)
+        state, source, weights = _torchvision(spec, value.partition(":")[2], loc, where)
         state = rename_state_dict(state, shaped.spec.rename)
+        if spec in TRANSFORM_INPUT:
+            notes.append("torchvision runs these weights with transform_input=True: normalise "
+                         "inputs with mean 0.5, std 0.5 per channel")
     else:
         state, source = _checkpoint(value, shaped.spec.rename, loc, where)
     own = model.state_dict()
@@ -121,16 +158,38 @@ def load_weights(model: nn.Module, shaped: Shaped, value: str, loc: Loc | None =
     if not transfer.unchanged:
         raise located_error(f"no entry of {source} fits spec '{spec}' (keys or shapes differ)",
                             loc, where, "give weights of this spec, or of one that extends it")
+    if weights is not None and transfer.changed:
+        notes.append(image_size_note(weights, shaped.spec.params.get("image_size")))
     # strict=False only for the entries left fresh: every key given is one of the model's
     model.load_state_dict({k: state[k] for k in transfer.unchanged}, strict=False)
-    return WeightsReport(source, spec, transfer, note)
+    return WeightsReport(source, spec, transfer, "; ".join(n for n in notes if n))
+
+
+def _fixed_size(weights) -> int | None:
+    """The image size torchvision's `weights` are made for where the model needs exactly that
+    size (ViT's position embedding): their `min_size` is their crop size. None otherwise."""
+    size = weights.meta.get("min_size")
+    crop = getattr(weights.transforms, "keywords", {}).get("crop_size")
+    return crop if isinstance(crop, int) and tuple(size or ()) == (crop, crop) else None
+
+
+def image_size_note(weights, image_size) -> str:
+    """Why entries changed shape, where `weights` are for another image size than the spec's
+    `image_size` param (vit_h14's DEFAULT weights, SWAG E2E, are for 518 x 518), and the fix."""
+    size = _fixed_size(weights)
+    if size is None or not isinstance(image_size, int) or image_size == size:
+        return ""
+    fits = [w.name for w in type(weights) if _fixed_size(w) == image_size]
+    return (f"torchvision's {weights.name} weights are for {size} x {size} images, the spec is built "
+            f"for {image_size}: build with --set image_size={size} for the entries that depend on it"
+            + (f" (or pick torchvision:{fits[0]}, for {image_size})" if fits else ""))
 
 
 def _torchvision(spec: str, choice: str, loc: Loc | None, where: str):
     """torchvision's weights for `spec` (its DEFAULT, or the set named `choice`) through
     torchvision's weights API and torch.hub's cache."""
     import torchvision
-    name = TORCHVISION[spec]
+    name = torchvision_model(spec)
     enum = torchvision.models.get_model_weights(name)
     if choice and choice not in enum.__members__:
         raise located_error(f"torchvision's {name} has no weights '{choice}'", loc, where,
@@ -147,9 +206,7 @@ def _torchvision(spec: str, choice: str, loc: Loc | None, where: str):
                             loc, where, f"they are read from {file} (downloaded there from "
                             f"{weights.url} when missing): fetch that file where there is "
                             "internet and copy it there ($TORCH_HOME sets the folder)") from None
-    note = ("torchvision runs these weights with transform_input=True: normalise inputs with "
-            "mean 0.5, std 0.5 per channel" if spec in TRANSFORM_INPUT else "")
-    return state, f"torchvision {name} {weights.name} ({file})", note
+    return state, f"torchvision {name} {weights.name} ({file})", weights
 
 
 def _checkpoint(pattern: str, rename: dict[str, str], loc: Loc | None,
@@ -159,10 +216,11 @@ def _checkpoint(pattern: str, rename: dict[str, str], loc: Loc | None,
     path = newest_match(pattern, loc, where, "the starting weights are missing",
                         "train that run first, or give an existing checkpoint file "
                         "(runs/NAME-*/checkpoints/last.pt)")
-    state = load_checkpoint(path)
-    if isinstance(state, dict) and isinstance(state.get("procedure"), dict):
-        return trained_weights(state["procedure"]), str(path)
+    try:  # a plain state_dict first: load_checkpoint accepts only a run's checkpoint
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # load_checkpoint below says what is wrong with the file
+        state = None
     if isinstance(state, dict) and state and all(isinstance(v, Tensor) for v in state.values()):
         return rename_state_dict(state, rename), str(path)
-    raise located_error(f"{path} holds neither a run's checkpoint nor a state_dict", loc, where,
-                        "give a run folder's checkpoints/last.pt or best.pt")
+    state = load_checkpoint(path)  # a run's checkpoint, verified; any other file is its error
+    return trained_weights(state["procedure"]), str(path)

@@ -86,7 +86,12 @@ def _call(tok: Call, g: Group, groups: list[Group], indent: int) -> str:
     parts = [_write(arg.tok, g, groups, indent) if isinstance(arg, Pos)
              else f"{arg.name}={g.text[arg.hole]}"
              for arg in tok.args if isinstance(arg, Pos) or arg.hole not in g.omitted]
-    return f"{_write(tok.callee, g, groups, indent)}({', '.join(parts)})"
+    callee = _write(tok.callee, g, groups, indent)
+    one = f"{callee}({', '.join(parts)})"
+    if "\n" in one or indent + len(one) <= 86:  # room for `self.add_module("name", ` before it
+        return one
+    pad = " " * (indent + 4)  # too long for one line: one argument a line
+    return f"{callee}(\n" + "".join(f"{pad}{part},\n" for part in parts) + " " * indent + ")"
 
 
 def _loop(tok: Loop, g: Group, groups: list[Group], indent: int) -> str:
