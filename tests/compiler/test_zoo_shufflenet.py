@@ -1,5 +1,5 @@
-"""ShuffleNet V2 (x0_5, x1_0, x1_5, x2_0) against torchvision, the oracle: same state_dict keys and
-shapes, same parameter counts, same outputs; the base also through codegen, render and summary."""
+"""ShuffleNet V2 (x0_5, x1_0, x1_5, x2_0) against torchvision, the oracle: same outputs; the base
+also through codegen, render and summary. (Counts, keys and shapes: tests/compiler/test_zoo.py.)"""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import torchvision
 import engine
 from engine.views import codegen
 from engine.views.render import render_dot
-from engine.views.summary import format_summary, node_params, summarize
+from engine.views.summary import format_summary, summarize
 
 VARIANTS = ["shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "shufflenet_v2_x1_5", "shufflenet_v2_x2_0"]
 BASE = "shufflenet_v2_x1_0"
@@ -32,26 +32,6 @@ def _randomise_batchnorm(model: torch.nn.Module) -> None:
                 m.running_var.uniform_(0.5, 1.5)
                 m.weight.uniform_(0.5, 1.5)
                 m.bias.uniform_(-0.5, 0.5)
-
-
-@pytest.mark.parametrize("spec", VARIANTS)
-def test_parameter_count_equals_torchvision(spec):
-    with torch.device("meta"):
-        ref = getattr(torchvision.models, spec)()
-    want = sum(p.numel() for p in ref.parameters())
-    shaped = engine.analyze(spec)
-    seen: set[int] = set()
-    got = sum(node_params(n, shaped, seen) for g in shaped.spec.networks.values() for n in g.nodes)
-    assert got == want
-
-
-@pytest.mark.parametrize("spec", VARIANTS)
-def test_state_dict_keys_and_shapes_equal_torchvision(spec):
-    with torch.device("meta"):
-        ref = getattr(torchvision.models, spec)()
-    model = engine.build(spec, device="meta")
-    assert [(k, tuple(v.shape)) for k, v in model.state_dict().items()] == \
-        [(k, tuple(v.shape)) for k, v in ref.state_dict().items()]  # keys, order, shapes
 
 
 @pytest.mark.parametrize("spec", ["shufflenet_v2_x1_0", "shufflenet_v2_x0_5"])
