@@ -1,5 +1,5 @@
-"""Element-wise activations, the hard (piecewise linear) ones of MobileNet among them, and
-clamping. All keep the shape: [B, *] -> [B, *]."""
+"""Element-wise activations, the hard (piecewise linear) ones of MobileNet among them,
+clamping and the exponential. All keep the shape: [B, *] -> [B, *]."""
 
 from __future__ import annotations
 
@@ -174,6 +174,21 @@ class Softmax(nn.Softmax):
 
     def __init__(self, dim: int = -1):
         super().__init__(dim)
+
+
+@register("exp", category="activation", same_shape=True, example=_EXAMPLE)
+class Exp(nn.Module):
+    """The exponential, e^x (Swin V2 exponentiates its clamped learned logit scale).
+    [B, *] -> [B, *]. No parameters."""
+
+    def __init__(self):
+        super().__init__()
+
+    def label(self) -> str:
+        return "exp"
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.exp(x)
 
 
 @register("identity", category="activation", same_shape=True, example=_EXAMPLE)

@@ -1,4 +1,4 @@
-"""Blocks that merge several inputs: residual sums, products, concatenation."""
+"""Blocks that merge several inputs: residual sums, products, matrix products, concatenation."""
 
 from __future__ import annotations
 
@@ -41,6 +41,30 @@ class Mul(nn.Module):
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
         return x * y
+
+
+@register("matmul", category="merge", inputs=2, layout=False,
+          example={"args": {"transpose_b": True}, "inputs": [[2, 3, 5, 4], [2, 3, 6, 4]]})
+class MatMul(nn.Module):
+    """Matrix product over the last two dims, batched and broadcast as `torch.matmul`: attention
+    written out, `scores = q k^T` (`transpose_b: true`) and `out = softmax(scores) v`.
+
+    [*, N, K], [*, K, M] -> [*, N, M]; with `transpose_b: true` the second is [*, M, K].
+    No parameters.
+    """
+
+    def __init__(self, transpose_b: bool = False):
+        super().__init__()
+        self.transpose_b = transpose_b
+
+    def label(self) -> str:
+        return "a @ b^T" if self.transpose_b else "a @ b"
+
+    def forward(self, a: Tensor, b: Tensor) -> Tensor:
+        return a.matmul(b.transpose(-2, -1) if self.transpose_b else b)
+
+    def extra_repr(self) -> str:
+        return f"transpose_b={self.transpose_b}"
 
 
 @register("concat", category="merge", inputs=(1, -1),

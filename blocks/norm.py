@@ -1,4 +1,5 @@
-"""Normalisation layers: batch, layer, group, instance, conditional batch and pixel norm."""
+"""Normalisation layers: batch, layer, group, instance, conditional batch and pixel norm, and
+the parameter-free L_p normalisation of vectors."""
 
 from __future__ import annotations
 
@@ -166,3 +167,27 @@ class PixelNorm(nn.Module):
 
     def extra_repr(self) -> str:
         return f"eps={self.eps}"
+
+
+@register("normalize", category="norm", same_shape=True,
+          example={"args": {"dim": -1}, "inputs": [[2, 3, 4]]})
+class Normalize(nn.Module):
+    """Scale each vector along `dim` to unit `p`-norm, as `F.normalize(x, p, dim, eps)`:
+    x / max(||x||_p, eps). No parameters; Swin V2's cosine attention normalises its queries
+    and keys so.
+
+    [B, *] -> [B, *].
+    """
+
+    def __init__(self, dim: int = -1, p: float = 2.0, eps: float = 1e-12):
+        super().__init__()
+        self.dim, self.p, self.eps = dim, float(p), eps
+
+    def label(self) -> str:
+        return f"L{self.p:g} normalize"
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.normalize(x, self.p, self.dim, self.eps)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, p={self.p:g}, eps={self.eps:g}"

@@ -1,10 +1,11 @@
-"""Tensor plumbing without weights: flatten, reshape, permute, token selection, chunks,
-padding masks, scalar arithmetic (scale, mul_scalar, add_scalar), rolls (Swin's shifted windows)
-and channel shuffles (ShuffleNet)."""
+"""Tensor plumbing without weights: flatten, reshape, permute, token selection, slices, pads,
+lookups by an index tensor, chunks, padding and segment masks, scalar arithmetic (scale,
+mul_scalar, add_scalar), rolls (Swin's shifted windows) and channel shuffles (ShuffleNet)."""
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from engine.blocks.registry import register
@@ -22,17 +23,21 @@ class Flatten(nn.Flatten):
 @register("reshape", category="tensor_ops", layout=False,
           example={"args": {"shape": [-1, 4]}, "inputs": [[2, 3, 8]]})
 class Reshape(nn.Module):
-    """Reshape every sample, keeping the batch dim. [B, *] -> [B, *shape] (one -1 allowed)."""
+    """Reshape every sample, keeping the batch dim. [B, *] -> [B, *shape] (one -1 allowed).
 
-    def __init__(self, shape: list[int]):
+    `batch: true`: `shape` is the whole shape, dim 0 included, so the batch may fold or unfold:
+    Swin's windows [B, n, n, w, w, C] -> [B*n*n, w*w, C] with `shape: [-1, 49, 96]`, and back.
+    """
+
+    def __init__(self, shape: list[int], batch: bool = False):
         super().__init__()
-        self.shape = tuple(shape)
+        self.shape, self.batch = tuple(shape), batch
 
     def forward(self, x: Tensor) -> Tensor:
-        return x.reshape(x.shape[0], *self.shape)
+        return x.reshape(self.shape) if self.batch else x.reshape(x.shape[0], *self.shape)
 
     def extra_repr(self) -> str:
-        return f"shape={self.shape}"
+        return f"shape={self.shape}, batch=True" if self.batch else f"shape={self.shape}"
 
 
 @register("permute", category="tensor_ops", layout=False,
@@ -71,6 +76,91 @@ class Select(nn.Module):
 
     def extra_repr(self) -> str:
         return f"index={self.index}, dim={self.dim}"
+
+
+@register("slice", category="tensor_ops",
+          example={"args": {"dim": 1, "end": 3}, "inputs": [[2, 5, 4]]})
+class Slice(nn.Module):
+    """Keep positions `start:end:step` of `dim`, as Python slicing (`end: null` runs to the end,
+    negative values count from it): Swin crops its padded windows back with `x[:, :H]`.
+
+    [B, N, *] -> [B, len(range(N)[start:end:step]), *] with `dim: 1`. A view, no copy.
+    """
+
+    def __init__(self, dim: int, start: int = 0, end: int | None = None, step: int = 1):
+        super().__init__()
+        if step < 1:
+            raise ValueError(f"slice: step must be a positive integer, got {step}")
+        self.dim, self.start, self.end, self.step = dim, start, end, step
+
+    def label(self) -> str:
+        end = "" if self.end is None else self.end
+        step = "" if self.step == 1 else f":{self.step}"
+        return f"slice [{self.start}:{end}{step}] of dim {self.dim}"
+
+    def forward(self, x: Tensor) -> Tensor:
+        dim = self.dim % x.dim() if x.dim() else self.dim
+        return x[(slice(None),) * dim + (slice(self.start, self.end, self.step),)]
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, start={self.start}, end={self.end}, step={self.step}"
+
+
+@register("pad", category="tensor_ops",
+          example={"args": {"pad": [0, 0, 0, 2, 0, 1]}, "inputs": [[2, 5, 5, 3]]})
+class Pad(nn.Module):
+    """Pad the last dims, as `F.pad(x, pad, mode, value)`: `pad` is (before, after) pairs
+    starting from the LAST dim; Swin pads a [B, H, W, C] map at the bottom and right to whole
+    windows with `pad: [0, 0, 0, right, 0, bottom]`. `mode`: constant (with `value`), reflect,
+    replicate or circular.
+
+    [B, *] -> [B, *] with each padded dim grown by its pair's sum. No parameters.
+    """
+
+    def __init__(self, pad: list[int], value: float = 0.0, mode: str = "constant"):
+        super().__init__()
+        if len(pad) % 2:
+            raise ValueError(f"pad: give (before, after) pairs, got {len(pad)} sizes {list(pad)}")
+        if mode not in ("constant", "reflect", "replicate", "circular"):
+            raise ValueError(f"pad: mode must be constant, reflect, replicate or circular, got {mode!r}")
+        self.pad, self.value, self.mode = tuple(pad), float(value), mode
+
+    def label(self) -> str:
+        return f"pad {list(self.pad)}"
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.mode == "constant":
+            return F.pad(x, self.pad, value=self.value)
+        return F.pad(x, self.pad, mode=self.mode)
+
+    def extra_repr(self) -> str:
+        return f"pad={self.pad}, value={self.value:g}, mode={self.mode!r}"
+
+
+@register("index", category="tensor_ops", inputs=2, layout=False,
+          example={"args": {}, "inputs": [[5, 3], [4, 2]], "dtypes": ["float32", "long"]})
+class Index(nn.Module):
+    """Look rows of a table up by an integer tensor: `table[index]`, or along `dim` the rows
+    of that dim (`table[:, index]` with `dim: 1`), as PyTorch's indexing by a tensor. Swin
+    gathers its relative position bias: `relative_position_bias_table[relative_position_index]`.
+
+    [N, *] (table), [*I] (long index, each < N) -> [*I, *] with `dim: 0`;
+    [A, N, *], [*I] -> [A, *I, *] with `dim: 1`. No parameters.
+    """
+
+    def __init__(self, dim: int = 0):
+        super().__init__()
+        self.dim = dim
+
+    def label(self) -> str:
+        return "table[index]" if self.dim == 0 else f"index along dim {self.dim}"
+
+    def forward(self, table: Tensor, index: Tensor) -> Tensor:
+        dim = self.dim % table.dim()
+        return table[(slice(None),) * dim + (index,)]
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"
 
 
 @register("chunk", category="tensor_ops", outputs=("0", "1"),
@@ -116,6 +206,34 @@ class PaddingMask(nn.Module):
 
     def extra_repr(self) -> str:
         return f"pad={self.pad}"
+
+
+@register("segment_mask", category="tensor_ops", layout=False,
+          example={"args": {"value": -100.0}, "inputs": [[2, 5]]})
+class SegmentMask(nn.Module):
+    """An additive attention mask from segment labels: each position attends only to the
+    positions with its own label (packed sequences; Swin's shifted windows, whose tokens from
+    different regions of the rolled map must not attend to each other).
+
+    [*, T] (labels) -> [*, T, T]: 0 where labels i and j are equal, `value` elsewhere
+    (default -inf: zero attention weight; Swin adds -100). Floating labels give a mask of their
+    dtype, integer ones one of the default float dtype. Add it to the scores before the softmax.
+    """
+
+    def __init__(self, value: float = float("-inf")):
+        super().__init__()
+        self.value = float(value)
+
+    def label(self) -> str:
+        return f"segment mask ({self.value:g})"
+
+    def forward(self, labels: Tensor) -> Tensor:
+        dtype = labels.dtype if labels.is_floating_point() else torch.get_default_dtype()
+        differ = labels.unsqueeze(-1) != labels.unsqueeze(-2)
+        return torch.zeros(differ.shape, dtype=dtype, device=labels.device).masked_fill(differ, self.value)
+
+    def extra_repr(self) -> str:
+        return f"value={self.value:g}"
 
 
 @register("scale", category="tensor_ops",

@@ -34,11 +34,16 @@ class GeneratedModule(nn.Module):
     def __init__(self):
         super().__init__()
         self.param_inits: dict[str, object] = {}  # learned tensors on this module -> init rule
+        self.buffer_values: dict[str, tuple] = {}  # `buffer` nodes -> (value, dtype name)
 
     def reset_parameters(self) -> None:
         with torch.no_grad():
             for name, rule in self.param_inits.items():
                 apply_rule(getattr(self, name), rule)
+            for name, (value, dtype) in self.buffer_values.items():
+                buffer = getattr(self, name)
+                if buffer.device.type != "meta":
+                    buffer.copy_(torch.tensor(value, dtype=getattr(torch, dtype)))
 
 
 def build(shaped: Shaped, device: str = "cpu") -> nn.Module:
@@ -123,9 +128,13 @@ def _apply_spectral_norm(net: nn.Module, graph: Graph, prefix: str) -> None:
 def _apply_freeze(net: nn.Module, graph: Graph, prefix: str) -> None:
     for node in iter_nodes(graph):
         if node.freeze:
-            target = net.get_submodule(node.path[len(prefix):]) if node.kind != "param" else None
-            params = target.parameters() if target is not None else [
-                net.get_parameter(node.path[len(prefix):])]
+            path = node.path[len(prefix):]
+            if node.kind == "param":  # a learned tensor, or a buffer (never trained anyway)
+                owner, _, name = path.rpartition(".")
+                tensor = getattr(net.get_submodule(owner), name)
+                params = [tensor] if isinstance(tensor, nn.Parameter) else []
+            else:
+                params = net.get_submodule(path).parameters()
             for p in params:
                 p.requires_grad_(False)
 
@@ -141,7 +150,7 @@ def _apply_ties(net: nn.Module, graph: Graph, prefix: str) -> None:
 def _graph_module(graph: Graph, shaped: Shaped, class_name: str, top: bool = False) -> nn.Module:
     lines = []
     children: dict[str, nn.Module] = {}
-    params: dict[str, tuple] = {}
+    params: dict[str, tuple] = {}  # learned tensors and buffers, by node name
     names = graph_variables(graph)
     for node in graph.nodes:
         lines.append(_node_line(node, shaped, children, params, names))
@@ -151,8 +160,12 @@ def _graph_module(graph: Graph, shaped: Shaped, class_name: str, top: bool = Fal
     for name, child in children.items():
         module.add_module(name, child)
     for name, (tensor, rule) in params.items():
-        module.register_parameter(name, tensor)
-        module.param_inits[name] = rule
+        if isinstance(tensor, nn.Parameter):
+            module.register_parameter(name, tensor)
+            module.param_inits[name] = rule
+        else:  # a `buffer` node: `rule` is its block, which holds the value
+            module.register_buffer(name, tensor, persistent=rule.persistent)
+            module.buffer_values[name] = (rule.value, rule.dtype)
     return module
 
 
@@ -165,7 +178,9 @@ def _node_line(node: Node, shaped: Shaped, children: dict, params: dict,
         return f"{out} = {_ref_expr(node.inputs[0], shaped, scope, names)}"
     result = shaped.nodes[node.path]
     if node.kind == "param":
-        params[node.name] = (result.module.weight, node.init if node.init != {} else "zeros")
+        tensor = result.module.weight
+        params[node.name] = (tensor, node.init if node.init != {} else "zeros") if isinstance(
+            tensor, nn.Parameter) else (tensor, result.module)
         return f"{out} = {_attr(node.name)}"
     if node.shared is not None:  # the same module object, called again
         return f"{out} = {_attr(node.shared.name)}({args})"

@@ -29,7 +29,7 @@ from engine.views.codegen.ir import (
     Text,
     Token,
 )
-from engine.views.codegen.layers import Layers, parameter_line
+from engine.views.codegen.layers import Layers, buffer_line, parameter_line
 from engine.views.codegen.literals import GLOBALS, child, is_attr, literal, variable
 from engine.views.codegen.tree import Tree, sequential
 
@@ -89,7 +89,11 @@ class BodyWriter:
     def _parameter(self, d: _Draft, node: Node) -> None:
         attr = child("self", node.name)
         d.alias[node.name] = attr
-        d.lines.append(parameter_line(node, self.shaped.nodes[node.path].module.weight, d.lits))
+        module = self.shaped.nodes[node.path].module
+        if not isinstance(module.weight, nn.Parameter):  # a `buffer` node: its value, written out
+            d.lines.append(buffer_line(node, module, d.lits))
+            return
+        d.lines.append(parameter_line(node, module.weight, d.lits))
         d.inits += parameter_init(node, d.lits)
         if node.freeze:
             d.inits.append(freeze(attr))

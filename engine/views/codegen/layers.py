@@ -279,6 +279,18 @@ def parameter_line(node: Node, tensor: torch.Tensor, lits: Literals) -> Token:
     return Cat((Text(f"self.register_parameter({literal(node.name)}, "), tok, Text(")")))
 
 
+def buffer_line(node: Node, module: nn.Module, lits: Literals) -> Token:
+    """A buffer: `self.register_buffer("index", torch.tensor([...], dtype=torch.int64))`, its
+    value written out (`persistent=False` where the spec says so)."""
+    stem = f"{node.name}_value".replace("-", "_")
+    args = [Pos(Lit(lits.hole(module.value, stem if is_attr(stem) else "value", node.name)))]
+    if module.weight.dtype != torch.get_default_dtype():
+        args.append(Pos(Text(f"dtype=torch.{str(module.weight.dtype).removeprefix('torch.')}")))
+    tail = ")" if module.persistent else ", persistent=False)"
+    return Cat((Text(f"self.register_buffer({literal(node.name)}, "),
+                Call(Text("torch.tensor"), tuple(args)), Text(tail)))
+
+
 # ---- parameter-free blocks inline in the forward ----------------------------------------------
 
 def inline_expression(node: Node, module: nn.Module, refs: list[str],
@@ -316,9 +328,11 @@ def _flatten(m: nn.Module, attrs: set[str], refs: list[str], helpers: Helpers) -
 
 
 def _reshape(m: nn.Module, attrs: set[str], refs: list[str], helpers: Helpers) -> str | None:
-    if attrs != {"shape"}:
+    if attrs != {"shape", "batch"}:
         return None
     x = _first(refs)
+    if m.batch:
+        return f"{x}.reshape({', '.join(map(str, m.shape))})"
     return f"{x}.reshape({x}.shape[0], {', '.join(map(str, m.shape))})"
 
 
@@ -338,9 +352,29 @@ def _chunk(m: nn.Module, attrs: set[str], refs: list[str], helpers: Helpers) -> 
     return f"{_first(refs)}.chunk({m.chunks}, {m.dim})" if attrs == {"chunks", "dim"} else None
 
 
+def _matmul(m: nn.Module, attrs: set[str], refs: list[str], helpers: Helpers) -> str | None:
+    if attrs != {"transpose_b"} or len(refs) != 2:
+        return None
+    return f"{refs[0]}.matmul({refs[1]}.transpose(-2, -1))" if m.transpose_b else \
+        f"{refs[0]}.matmul({refs[1]})"
+
+
+def _index(m: nn.Module, attrs: set[str], refs: list[str], helpers: Helpers) -> str | None:
+    if attrs != {"dim"} or len(refs) != 2 or m.dim < 0:
+        return None
+    return f"{refs[0]}[{':, ' * m.dim}{refs[1]}]"
+
+
+def _roll(m: nn.Module, attrs: set[str], refs: list[str], helpers: Helpers) -> str | None:
+    if attrs != {"shifts", "dims"}:
+        return None
+    return f"torch.roll({_first(refs)}, {m.shifts}, {m.dims})"
+
+
 def _first(refs: list[str]) -> str:
     return refs[0] if refs else ""
 
 
 _INLINE = {"add": _add, "mul": _mul, "concat": _concat, "flatten": _flatten, "reshape": _reshape,
-           "permute": _permute, "select": _select, "chunk": _chunk}
+           "permute": _permute, "select": _select, "chunk": _chunk, "matmul": _matmul,
+           "index": _index, "roll": _roll}
