@@ -179,14 +179,14 @@ class _Resolver(Repeats, Budget):
         if not is_expression(raw):
             return raw
         try:
-            return evaluate_value(raw, {**scope, "input": NeedsShape})
+            return evaluate_value(raw, {**scope, "input": NeedsShape, "inputs": NeedsShape})
         except Poisoned:
             return INVALID  # built from a value whose error is already reported
         except NeedsShape:
             if shape_ok:
                 return Deferred(source_of(raw), dict(scope), loc)
             self.error(f"'{raw}' reads the upstream shape, which is not known here", loc, path,
-                       "use `input.` only in a node's arguments or `when:`")
+                       "use `input.` and `inputs[k].` only in a node's arguments or `when:`")
         except ExprError as err:
             self.error(str(err), loc, path, err.hint)
         return INVALID

@@ -257,7 +257,8 @@ class _ShapeRun:
 
 def _concrete(value, inputs: list[TensorInfo]):
     if isinstance(value, Deferred):
-        scope = {**value.scope, "input": inputs[0] if inputs else None}
+        # `input`: the node's first input; `inputs[k]`: its k-th, in the order of its `in:`
+        scope = {**value.scope, "input": inputs[0] if inputs else None, "inputs": list(inputs)}
         return evaluate(value.source, scope)
     if isinstance(value, list):
         return [_concrete(v, inputs) for v in value]

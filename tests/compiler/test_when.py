@@ -33,6 +33,7 @@ def spec(first: str, second: str, when: str) -> str:
 
 @pytest.mark.parametrize("first, second, when", [
     ("input", "conv", "${input.channels == out}"),  # `input`: the node's first input's shape
+    ("conv", "input", "${inputs[1].channels == out}"),  # `inputs[k]`: the k-th, either way round
     ("input", "conv", "${width == 4}"), ("conv", "input", "${width == 4}")])  # or a param
 def test_otherwise_passes_the_named_input_either_way_round(tmp_path, first, second, when):
     path = tmp_path / "residual.yaml"
