@@ -101,9 +101,10 @@ class _Resolver(Repeats, Budget):
         return graph_ir
 
     def shape(self, dims: Any, scope: dict, loc: Loc, path: str) -> list | dict:
-        if isinstance(dims, dict):  # {shape: [B, T], dtype: long}
+        if isinstance(dims, dict):  # {shape: [B, T], dtype: long, channels_first: false}
             return {"shape": self.shape(dims.get("shape"), scope, loc, path),
-                    "dtype": str(dims.get("dtype", "float32"))}
+                    "dtype": str(dims.get("dtype", "float32")),
+                    "channels_first": dims.get("channels_first")}
         if not isinstance(dims, list):
             self.error(f"an input shape must be a list of sizes, got {dims!r}", loc, path,
                        "write image: [B, 3, 224, 224]")

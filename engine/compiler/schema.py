@@ -87,7 +87,8 @@ def _common_defs() -> dict[str, Any]:
         "inputs": {"type": "object", "additionalProperties": {"anyOf": [
             {"$ref": "#/$defs/shape"},
             {"type": "object", "properties": {"shape": {"$ref": "#/$defs/shape"},
-                                              "dtype": {"type": "string"}},
+                                              "dtype": {"type": "string"},
+                                              "channels_first": {"type": "boolean"}},
              "required": ["shape"], "additionalProperties": False}]}},
         "shape": {"type": "array", "items": {"anyOf": [{"type": "integer", "minimum": 0},
                                                        {"type": "string"}]}},

@@ -56,8 +56,10 @@ class _ShapeRun:
 
     def graph_inputs(self, graph: Graph) -> dict[str, TensorInfo]:
         out = {}
+        self.input_names = getattr(self, "input_names", set()) | set(graph.inputs)
         for name, dims in graph.inputs.items():
             dtype = dims.get("dtype", "float32") if isinstance(dims, dict) else "float32"
+            declared = dims.get("channels_first") if isinstance(dims, dict) else None
             dims = dims.get("shape") if isinstance(dims, dict) else dims
             if not isinstance(getattr(torch, dtype, None), torch.dtype):
                 self.errors.append(Diagnostic(f"input '{name}' has unknown dtype '{dtype}'",
@@ -72,7 +74,9 @@ class _ShapeRun:
                 self.errors.append(Diagnostic(f"input '{name}' has no concrete shape: {dims}",
                                               graph.input_locs.get(name, graph.loc), "", hint))
                 continue
-            out[name] = TensorInfo(tuple(sizes), len(sizes) == 4, dtype)
+            # a rank-4 input is taken for an image ([B, C, H, W]) unless it says otherwise
+            first = len(sizes) == 4 if declared is None else bool(declared) and len(sizes) == 4
+            out[name] = TensorInfo(tuple(sizes), first, dtype)
         return out
 
     def graph(self, graph: Graph, env: dict) -> tuple[tuple[TensorInfo, ...], tuple[str, ...]] | None:
@@ -199,9 +203,16 @@ class _ShapeRun:
                        "reshape or flatten the input first")
             return False
         if info.in_dim == -1 and x.channels_first and x.rank > 2:
+            source = node.inputs[0].node if node.inputs else ""
+            graph_input = source in getattr(self, "input_names", ()) and "." not in node.path
             self.error(node, f"'{node.op}' acts on the last dim, but its input {list(x.shape)} "
-                             f"is a channels-first feature map",
-                       "add {op: flatten} before it, or {op: permute, dims: [0, 2, 3, 1]}")
+                             "is taken for a channels-first feature map [B, C, H, W] ("
+                             + ("a rank-4 input of the spec" if graph_input else
+                                "the output of a conv, pool or other image layer") + ")",
+                       f"if its last dim is the features ([B, windows, tokens, C]), declare it "
+                       f"{source}: {{shape: [...], channels_first: false}}" if graph_input else
+                       "add {op: flatten, start: 2} and {op: permute, dims: [0, 2, 1]} before it "
+                       "for tokens, or {op: permute, dims: [0, 2, 3, 1]} for channels last")
             return False
         return True
 
