@@ -62,7 +62,7 @@ TORCHVISION_ZOO = {
                                                   "32gf")},
     **{f"regnet_y_{f}": f"regnet_y_{f}" for f in ("400mf", "800mf", "1_6gf", "3_2gf", "8gf", "16gf",
                                                   "32gf", "128gf")},
-    **{s: s for s in ("swin_t", "swin_s", "swin_b", "swin_v2_t", "swin_v2_s", "swin_v2_b")},
+    **{s: s for s in ("swin_t", "swin_s", "swin_b", "swin_v2_t", "swin_v2_s", "swin_v2_b", "maxvit_t")},
     **{s: s for s in ("fcn_resnet50", "fcn_resnet101", "deeplabv3_resnet50", "deeplabv3_resnet101",
                       "deeplabv3_mobilenet_v3_large", "lraspp_mobilenet_v3_large")},
 }
