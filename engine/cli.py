@@ -82,7 +82,8 @@ def _parser() -> argparse.ArgumentParser:
     _training_commands(sub)
     _command(sub, "blocks", cmd_blocks, "list every primitive block with its arguments and docs",
              None)
-    _command(sub, "schema", cmd_schema, "print the JSON Schema of specs (for editors)", None)
+    _command(sub, "schema", cmd_schema, "print the JSON Schema of specs (for editors)", None) \
+        .add_argument("--recipe", action="store_true", help="the schema of recipes instead")
     ls = _command(sub, "list", cmd_list, "list the bundled specs (or recipes) with their first "
                   "comment line", None)
     ls.add_argument("pattern", nargs="?", help="only names matching this shell wildcard ('*vit*'); "
@@ -112,13 +113,16 @@ EXAMPLES = {
     "diff": ["engine diff resnet50 resnet101", "engine diff resnet50_v1 resnet50 --render diff.png"],
     "train": ["engine train digits_cnn", "engine train mnist_cnn --set epochs=2 --nproc 2",
               "engine train digits_cnn --resume runs/digits_cnn-<time>"],
-    "eval": ["engine eval digits_cnn --checkpoint runs/digits_cnn-*/checkpoints/best.pt"],
+    "eval": ["engine eval digits_cnn --checkpoint runs/digits_cnn-*/checkpoints/best.pt",
+             "engine eval digits_cnn --checkpoint runs/digits_cnn-*/checkpoints/best.pt --json"],
+    "runs": ["engine runs", "engine runs /data/runs",
+             "engine runs compare runs/digits_cnn-<time1> runs/digits_cnn-<time2> -o compare.png"],
     "infer": ["engine infer digits_cnn --checkpoint runs/digits_cnn-*/checkpoints/best.pt seven.png"],
     "sample": [
         "engine sample ddpm_mnist --checkpoint runs/ddpm_mnist-*/checkpoints/last.pt -o grid.png",
         "engine sample ae_mnist --checkpoint runs/ae_mnist-*/checkpoints/best.pt -o ae.png --reconstruct"],
     "blocks": ["engine blocks | less"],
-    "schema": ["engine schema > spec.schema.json"],
+    "schema": ["engine schema > spec.schema.json", "engine schema --recipe > recipe.schema.json"],
     "list": ["engine list", "engine list '*vit*'", "engine list --recipes mnist"],
 }
 
@@ -149,7 +153,8 @@ def _command(sub, name: str, func, help_text: str, spec: str | None = "one"):
         c.add_argument("specs", nargs="+", help="spec files or bundled names")
     if spec:
         c.add_argument("--set", dest="overrides", action="append", default=[],
-                       metavar="KEY=VALUE", help="override a param (or a dotted path)")
+                       metavar="KEY=VALUE", help="override a param (or a dotted path); "
+                       "+key=v adds, ++key=v sets or adds, ~key deletes")
     c.set_defaults(func=func)
     return c
 
@@ -201,12 +206,32 @@ def _training_commands(sub) -> None:
     t = sub.add_parser("train", help="train a recipe", description="train a recipe")
     t.add_argument("recipe", help="a recipe file, or the name of a bundled recipe")
     t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a recipe key (dotted paths: data.batch_size=32)")
+                   help="override a recipe key (dotted paths: data.batch_size=32); "
+                   "+key=v adds, ++key=v sets or adds, ~key deletes")
     t.add_argument("--resume", metavar="RUN", help="continue the run in this folder")
     t.add_argument("--output", metavar="DIR", help="where run folders go (default: runs)")
-    t.add_argument("--nproc", type=int, default=1, help="processes for DistributedDataParallel")
+    t.add_argument("--nproc", type=int, default=1, help="processes for DistributedDataParallel "
+                   "(on each machine)")
+    t.add_argument("--nnodes", default="1", metavar="N",
+                   help="machines in the run (torchrun --nnodes; MIN:MAX with --rdzv-endpoint)")
+    t.add_argument("--node-rank", type=int, metavar="K", help="this machine's number, 0 on the "
+                   "--master machine (torchrun --node_rank)")
+    t.add_argument("--master", metavar="ADDR:PORT", help="node 0's address and a free port "
+                   "(torchrun --master_addr/--master_port)")
+    t.add_argument("--rdzv-endpoint", metavar="HOST:PORT", help="instead of --master: an elastic "
+                   "c10d rendezvous (torchrun --rdzv_backend c10d --rdzv_endpoint)")
+    t.add_argument("--rdzv-id", metavar="ID", help="the rendezvous's job id, alike on every machine")
     t.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     t.set_defaults(func=cmd_train)
+    text = ("list the run folders under FOLDER (default: runs): recipe, spec hash, status, epochs, "
+            "best metric, wall time; `engine runs compare A B`: both metrics tables, the recipe "
+            "and spec differences, and both runs' curves on one plot")
+    r = sub.add_parser("runs", help="list run folders, or compare two (runs compare A B)",
+                       description=text)
+    r.add_argument("what", nargs="*", metavar="FOLDER | compare A B")
+    r.add_argument("-o", "--output", default="compare.png",
+                   help="the PNG that `runs compare` writes (default: compare.png)")
+    r.set_defaults(func=cmd_runs)
     for name, func, text in (("eval", cmd_eval, "evaluate a checkpoint on held-out data"),
                              ("infer", cmd_infer, "run a checkpoint on input files")):
         c = sub.add_parser(name, help=text, description=text)
@@ -218,6 +243,7 @@ def _training_commands(sub) -> None:
         if name == "eval":
             c.add_argument("--split", default="test", choices=["train", "val", "test"])
             c.add_argument("--seed", type=int, default=0, help="seed of the sample metrics")
+            c.add_argument("--json", action="store_true", help="the figures as one JSON object on stdout")
         else:
             c.add_argument("inputs", nargs="*", help="image files (classifiers, segmentation, "
                            "super-resolution) or sentences (translation)")
@@ -240,7 +266,7 @@ def _training_commands(sub) -> None:
                    help="reconstruct held-out test images instead of sampling")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--set", dest="overrides", action="append", default=[], metavar="K=V",
-                   help="override a recipe key (procedure.steps=50 procedure.sampler=ddim)")
+                   help="override a recipe key (--set procedure.steps=50 --set procedure.eta=1.0)")
     s.add_argument("--device", help="cpu or cuda")
     s.set_defaults(func=cmd_sample)
 
@@ -382,8 +408,13 @@ def _resolved_recipe(name: str, overrides: list[str]) -> dict:
 
 def cmd_train(args) -> int:
     from engine.train import distributed
-    if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
-        return distributed.launch(args.nproc, _drop_option(sys.argv[1:], "--nproc"))
+    nodes = distributed.Nodes(args.nnodes, args.node_rank, args.master, args.rdzv_endpoint,
+                              args.rdzv_id)
+    if (args.nproc != 1 or nodes.several) and "WORLD_SIZE" not in os.environ:
+        argv = sys.argv[1:]  # each worker reruns the command without the launcher's options
+        for name in ("--nproc", "--nnodes", "--node-rank", "--master", "--rdzv-endpoint", "--rdzv-id"):
+            argv = _drop_option(argv, name)
+        return distributed.launch(args.nproc, argv, nodes)
     from pathlib import Path
 
     from engine.train.recipe import load_recipe
@@ -400,6 +431,8 @@ def cmd_train(args) -> int:
 
 
 def cmd_eval(args) -> int:
+    if args.json:
+        return _eval_json(args)
     from engine.train.runner import open_checkpoint
     run = open_checkpoint(args.recipe, args.overrides, args.checkpoint, args.device)
     metrics = run.evaluate(args.split)
@@ -414,6 +447,48 @@ def cmd_eval(args) -> int:
                           for k, v in values.items()))
         for note in notes:
             print(note)
+    return 0
+
+
+def _eval_json(args) -> int:
+    """`engine eval --json`: one JSON object on stdout (anything else printed goes to stderr)."""
+    from contextlib import redirect_stdout
+
+    from engine.train.runner import open_checkpoint
+    with redirect_stdout(sys.stderr):
+        run = open_checkpoint(args.recipe, args.overrides, args.checkpoint, args.device)
+        result = {"recipe": run.recipe.name, "checkpoint": args.checkpoint, "split": args.split,
+                  "samples": len(run.eval_sets.get(args.split, run.train_set)),
+                  **run.evaluate(args.split)}
+        names = run.recipe.get("eval", {}).get("sample_metrics") or []
+        if names:
+            from engine.train.evaluation.sampling import evaluate_samples
+            values, notes = evaluate_samples(run, args.split, names, args.seed)
+            result.update(values)
+            for note in notes:
+                print(note)
+    print(json.dumps({k: float(v) if hasattr(v, "item") else v for k, v in result.items()}))
+    return 0
+
+
+def cmd_runs(args) -> int:
+    from engine.train.runs import compare, runs_table
+    what = args.what or ["runs"]
+    if what[0] == "compare":
+        if len(what) != 3:
+            print("engine runs compare: give two run folders (compare A B)", file=sys.stderr)
+            return 2
+        for folder in what[1:]:
+            if not (Path(folder) / "recipe.yaml").is_file():
+                print(f"engine runs compare: {folder} is not a run folder (no recipe.yaml)",
+                      file=sys.stderr)
+                return 1
+        print(compare(Path(what[1]), Path(what[2]), Path(args.output)))
+        return 0
+    if len(what) > 1:
+        print("engine runs: give one folder, or compare A B", file=sys.stderr)
+        return 2
+    print(runs_table(Path(what[0])))
     return 0
 
 
@@ -471,8 +546,12 @@ def cmd_blocks(args) -> int:
 
 
 def cmd_schema(args) -> int:
-    from engine.compiler.schema import spec_schema
-    print(json.dumps(spec_schema(), indent=2))
+    from engine.compiler.schema import recipe_schema, spec_schema
+    if getattr(args, "recipe", False):
+        from engine.train.recipe import DESCRIPTIONS, SCHEMA
+        print(json.dumps(recipe_schema(SCHEMA, DESCRIPTIONS), indent=2))
+    else:
+        print(json.dumps(spec_schema(), indent=2))
     return 0
 
 

@@ -23,7 +23,7 @@ LAYERS = ("engine.blocks", "engine.compiler", "engine.views", "engine.train", "e
 # inside engine.train, lowest first: a part may import its own rank and below
 TRAIN_PARTS = (
     ("registry", "checkpoint", "distributed", "progress", "plot", "loader", "optim", "losses",
-     "data", "weights"),
+     "data", "weights", "arguments", "tracking", "runs"),
     ("evaluation",),
     ("procedures",),
     ("recipe", "runner", "judges"),

@@ -58,7 +58,38 @@ class _Loader(_BaseLoader):
             out[key] = self.construct_object(value_node, deep=True)
             out.key_locs[key] = _loc(self.file, key_node)
             out.value_locs[key] = _loc(self.file, value_node)
+        self._merge_keys(out)
         return out
+
+    def _merge_keys(self, out: LocDict) -> None:
+        """The tag-free spelling of the tags, for editors and JSON Schema checkers that refuse
+        custom tags: `$replace: true` in a mapping is `!replace` on it, and `$delete: [a, b]`
+        (or `$delete: a`) in a mapping is `a: !delete` and `b: !delete` there."""
+        if "$replace" in out:
+            loc, value = out.value_loc("$replace"), out.pop("$replace")
+            out.key_locs.pop("$replace", None), out.value_locs.pop("$replace", None)
+            if value is True:
+                out.replace = True
+            else:
+                self.problems.append(Diagnostic(
+                    f"`$replace:` takes true, not {value!r}", loc,
+                    hint="write `$replace: true` in the mapping that replaces the inherited one"))
+        if "$delete" in out:
+            loc, names = out.value_loc("$delete"), out.pop("$delete")
+            out.key_locs.pop("$delete", None), out.value_locs.pop("$delete", None)
+            items = list(zip(names, names.item_locs)) if isinstance(names, LocList) else [(names, loc)]
+            for name, at in items:
+                if not isinstance(name, str):
+                    self.problems.append(Diagnostic(
+                        f"`$delete:` lists names; {name!r} is not one", at,
+                        hint="write `$delete: [name1, name2]` with the inherited keys to remove"))
+                elif name in out:
+                    self.problems.append(Diagnostic(
+                        f"'{name}' is both deleted (`$delete:`) and given here", at,
+                        hint="to redefine it, give it without deleting it (or with `$replace: true`)"))
+                else:
+                    out[name] = DELETE
+                    out.key_locs[name] = out.value_locs[name] = at
 
     def _key(self, node: yaml.Node) -> str | None:
         """A mapping key, which the spec language only allows as a name (a string). Anything

@@ -11,13 +11,12 @@ from __future__ import annotations
 import os
 from importlib import resources
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
-import yaml
-
-from engine.compiler.ir import Diagnostic, Loc, LocDict, LocList, SpecError, located_error
+from engine.compiler.ir import Loc, LocDict, SpecError, located_error
 from engine.compiler.limits import limit
 from engine.compiler.load import DELETE, load_file
+from engine.compiler.overrides import Override, apply_overrides, parse_overrides  # noqa: F401 (the --set grammar; re-exported)
 
 
 def bundled_folder(name: str) -> Path:
@@ -57,7 +56,8 @@ def load_merged(path: Path, overrides: dict[str, Any] | None = None,
                 recipe: bool = False) -> LocDict:
     """Load a spec (or a recipe) with everything it extends and includes, then apply `--set`.
 
-    A spec's single-word overrides name its params; a recipe's name its top-level keys."""
+    A spec's single-word overrides name its params; a recipe's name its top-level keys (the
+    grammar: engine/compiler/overrides.py)."""
     roots = (_resolve(path, None).parent, SPECS_DIR, RECIPES_DIR)
     doc = _load_chain(path, roots, [], _Loads())
     apply_overrides(doc, overrides or {}, recipe)
@@ -194,90 +194,6 @@ def _delete(out: LocDict, key: Any, over: LocDict) -> None:
             str(key), suggest(str(key), [str(k) for k in out]) or
             f"the base has: {', '.join(map(str, out)) or 'nothing here'}")
     del out[key]
-
-
-class Override(NamedTuple):
-    """A `--set` value with the place it was written (the command line)."""
-
-    value: Any
-    loc: Loc
-
-
-def parse_overrides(items: list[str]) -> dict[str, Override]:
-    """`--set k=v` strings -> {key: (value, location)}; values are read as YAML scalars."""
-    out = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        loc = Loc(f"--set {item}")
-        if not sep or not key:
-            raise located_error(f"cannot read override '{item}'", loc,
-                                hint="write --set name=value, e.g. --set num_classes=10")
-        try:
-            out[key] = Override(_plain(yaml.safe_load(raw)), loc)
-        except yaml.YAMLError as err:
-            raise located_error(f"cannot read value of '{item}': {err}", loc) from None
-    return out
-
-
-def apply_overrides(doc: LocDict, overrides: dict[str, Any], recipe: bool = False) -> None:
-    """A top-level param by name, or any dotted path into the document."""
-    for key, value in overrides.items():
-        value, loc = value if isinstance(value, Override) else (_plain(value),
-                                                                 Loc(f"{key}={value}"))
-        parts = key.split(".") if recipe else _override_path(doc, key, loc)
-        _set_path(doc, parts, value, loc)
-
-
-def _override_path(doc: LocDict, key: str, loc: Loc) -> list[str]:
-    parts = key.split(".")
-    params = doc.get("params") if isinstance(doc.get("params"), dict) else {}
-    if len(parts) == 1 and key in params:
-        return ["params", key]
-    if len(parts) == 1:
-        from engine.blocks.registry import suggest
-        raise located_error(f"the spec has no param '{key}'", loc, hint=suggest(
-            key, params) or f"its params: {', '.join(params) or 'none'}; "
-                            "other keys take a dotted path, e.g. graph.fc.out")
-    if parts[0] == "dims" and "dims" not in doc:
-        doc["dims"] = LocDict(loc=loc)
-    return parts
-
-
-def _set_path(doc: LocDict, parts: list[str], value: Any, loc: Loc) -> None:
-    target = doc
-    for i, part in enumerate(parts[:-1]):
-        nxt = target.get(part) if isinstance(target, dict) else None
-        if not isinstance(nxt, dict):
-            raise SpecError([_missing_path(doc, target, parts, i, loc)])
-        target = nxt
-    target[parts[-1]] = value
-    if isinstance(target, LocDict):
-        target.key_locs[parts[-1]] = target.value_locs[parts[-1]] = loc
-
-
-def _missing_path(doc: LocDict, target: Any, parts: list[str], i: int, loc: Loc) -> Diagnostic:
-    from engine.blocks.registry import suggest
-    where, part = ".".join(parts[:i + 1]), parts[i]
-    nxt = target.get(part) if isinstance(target, dict) else None
-    if nxt is not None:  # it exists, but is a value, not a mapping: say what it is
-        rest = ".".join(parts[i + 1:])
-        hint = (f"write {where}={{name: {nxt}, set: {{{rest.removeprefix('set.')}: ...}}}}"
-                if where == "spec" and isinstance(nxt, str) else
-                f"set {where} itself: {where}=...")
-        return Diagnostic(f"override path '{'.'.join(parts)}': '{where}' is {nxt!r}, not a "
-                          "mapping", loc, hint=hint)
-    known = list(target) if isinstance(target, dict) else []
-    return Diagnostic(f"override path '{where}' does not exist", loc,
-                      hint=suggest(part, known) or
-                      f"top-level params: {', '.join(doc.get('params', {}))}")
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return LocDict({k: _plain(v) for k, v in value.items()})
-    if isinstance(value, list):
-        return LocList([_plain(v) for v in value])
-    return value
 
 
 def _as_list(value: Any) -> list:

@@ -7,13 +7,15 @@ as an expression string (`$width`, `${width * 4}`).
 
 from __future__ import annotations
 
+import copy
+import re
 import types
 import typing
 from typing import Any
 
 import jsonschema
 
-from engine.blocks.registry import INFERRED, all_blocks
+from engine.blocks.registry import INFERRED, all_blocks, type_name
 
 EXPR = {"type": "string", "pattern": r"^\$"}
 NODE_KEYS = {
@@ -51,11 +53,15 @@ NODE_KEYS = {
 }
 
 
-def spec_schema(fast_dispatch: bool = False) -> dict[str, Any]:
+def spec_schema(fast_dispatch: bool = False, editor: bool = True) -> dict[str, Any]:
     """The schema. `fast_dispatch` replaces the standard per-op `if`/`then` chain by the
-    `opDispatch` keyword of `dispatching_validator` (same rules, one lookup per node)."""
+    `opDispatch` keyword of `dispatching_validator` (same rules, one lookup per node).
+
+    `editor` (what `engine schema` prints) is the schema of a file as written, before merging:
+    it accepts the `$delete`/`$replace` keys and a block or network given in part (an extending
+    spec changes one entry of it). The validate stage checks the merged spec strictly."""
     ops = all_blocks()
-    return {
+    schema = {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "engine spec",
         "type": "object",
@@ -80,6 +86,45 @@ def spec_schema(fast_dispatch: bool = False) -> dict[str, Any]:
         "$defs": {**_common_defs(), **{f"op_{name}": _op_schema(info) for name, info in ops.items()},
                   "node": _node_schema(ops, fast_dispatch)},
     }
+    if not editor:
+        return schema
+    for part in ("block", "network"):
+        schema["$defs"][part].pop("required")
+    return with_merge_keys(schema)
+
+
+# The tag-free spelling of `!delete` and `!replace` (engine/compiler/load.py): plain YAML keys
+# that editors and check-jsonschema accept. Every mapping of a spec or recipe may carry them.
+MERGE_KEYS = {
+    "$delete": {"description": "remove these inherited entries (the tag-free `key: !delete`)",
+                "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+    "$replace": {"const": True, "description": "true: this mapping replaces the inherited one "
+                                               "instead of merging into it (the tag-free `!replace`)"},
+}
+
+
+def with_merge_keys(schema: dict[str, Any]) -> dict[str, Any]:
+    """A copy of `schema` whose every mapping schema (one with `properties` or
+    `additionalProperties`) also accepts the `$delete` and `$replace` keys."""
+    out = copy.deepcopy(schema)
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if "properties" in node or "additionalProperties" in node:
+                node["properties"] = {**node.get("properties", {}), **MERGE_KEYS}
+            for key, value in node.items():
+                if key != "properties" or not isinstance(value, dict):
+                    walk(value)
+                else:
+                    for name, sub in value.items():
+                        if name not in MERGE_KEYS:
+                            walk(sub)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(out)
+    return out
 
 
 def _common_defs() -> dict[str, Any]:
@@ -121,11 +166,44 @@ def _common_defs() -> dict[str, Any]:
     }
 
 
+def recipe_schema(schema: dict[str, Any], descriptions: dict[str, str]) -> dict[str, Any]:
+    """What `engine schema --recipe` prints: the recipe schema of engine/train/recipe.py for a
+    file as written: every property described (`descriptions`: {dotted path: text}, else its
+    name and type), the `$delete`/`$replace` keys accepted, and the required keys required only
+    of a recipe without `extends:` (an extending recipe gives just what it changes)."""
+    out = with_merge_keys(schema)
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, dict):
+            node.pop("required", None)
+            for name, sub in (node.get("properties") or {}).items():
+                if name in MERGE_KEYS:
+                    continue
+                where = f"{path}.{name}" if path else name
+                if isinstance(sub, dict) and "description" not in sub:
+                    kind = sub.get("type") or "see the reference"
+                    sub["description"] = descriptions.get(where) or f"{name} ({kind})"
+                walk(sub, where)
+            for key in ("items", "additionalProperties"):
+                walk(node.get(key), path)
+            for alt in node.get("anyOf") or ():
+                walk(alt, path)
+
+    required = out.pop("required", [])
+    walk(out, "")
+    out["if"], out["else"] = {"required": ["extends"]}, {"required": required}
+    return out
+
+
 def _node_schema(ops: dict, fast_dispatch: bool) -> dict[str, Any]:
     # A primitive op fixes the node's keys; a spec-defined block's arguments are checked
     # against its `params:` by the validate stage instead.
     # `properties` and the dispatch only constrain mappings; a string is the `relu: relu` shorthand
-    node = {"type": ["string", "object"], "properties": dict(NODE_KEYS)}
+    op = {"description": NODE_KEYS["op"]["description"],
+          "anyOf": [*({"const": name, "description": info.doc.split("\n")[0] or name}
+                      for name, info in ops.items()),
+                    {"type": "string", "description": "a block defined under `blocks:`"}]}
+    node = {"type": ["string", "object"], "properties": {**NODE_KEYS, "op": op}}
     if fast_dispatch:
         return {**node, "opDispatch": True}
     dispatch = [{"if": {"properties": {"op": {"const": name}}, "required": ["op"]},
@@ -135,7 +213,7 @@ def _node_schema(ops: dict, fast_dispatch: bool) -> dict[str, Any]:
 
 def dispatching_validator() -> jsonschema.protocols.Validator:
     """A Draft 2020-12 validator of the spec schema that dispatches on `op` directly."""
-    schema = spec_schema(fast_dispatch=True)
+    schema = spec_schema(fast_dispatch=True, editor=False)
     ops = {name for name in schema["$defs"] if name.startswith("op_")}
 
     def op_dispatch(validator, enabled, instance, _schema):
@@ -150,7 +228,8 @@ def dispatching_validator() -> jsonschema.protocols.Validator:
 
 def _op_schema(info) -> dict[str, Any]:
     args = {n: a for n, a in info.args.items() if n not in INFERRED}
-    props = {n: {"anyOf": [_type_schema(a.annotation), EXPR]} for n, a in args.items()}
+    props = {n: {"description": _arg_doc(n, a, info.doc), "anyOf": [_type_schema(a.annotation), EXPR]}
+             for n, a in args.items()}
     required = [n for n, a in args.items() if a.required]
     schema = {"description": info.doc.split("\n")[0], "properties": {**NODE_KEYS, **props},
               "additionalProperties": False}
@@ -159,6 +238,18 @@ def _op_schema(info) -> dict[str, Any]:
         schema["if"] = {"not": {"anyOf": [{"required": ["args"]}, {"required": ["share"]}]}}
         schema["then"] = {"required": required}
     return schema
+
+
+def _arg_doc(name: str, arg, doc: str) -> str:
+    """`name (type, default d)`, with the first sentence of the block's docstring that names
+    the argument (`name` or `name: ...` as code) where there is one."""
+    generic = f"{name} ({type_name(arg.annotation)}" + (
+        ", required)" if arg.required else f", default {arg.default!r})")
+    text = " ".join(doc.split())
+    for sentence in re.split(r"(?<=[.;])\s+", text):
+        if f"`{name}`" in sentence or re.search(rf"`{name}: [^`]*`", sentence):
+            return f"{generic}: {sentence}"
+    return generic
 
 
 def _type_schema(annotation: Any) -> dict[str, Any]:

@@ -18,6 +18,7 @@ import jsonschema
 from engine.blocks.registry import suggest
 from engine.compiler.ir import Diagnostic, Loc, LocDict, LocList, SpecError, dedupe
 from engine.compiler.merge import RECIPES_DIR, find_spec, load_merged, parse_overrides
+from engine.compiler.overrides import declare_recipe_keys
 from engine.train import load_all
 from engine.train.registry import DATASETS, LOSSES, METRICS, OPTIMIZERS, PROCEDURES, SCHEDULERS
 
@@ -60,10 +61,22 @@ SCHEMA = {
         "steps": {"type": ["integer", "null"], "minimum": 1},
         "clip_grad": {"type": ["number", "null"], "exclusiveMinimum": 0},
         "amp": {"type": "boolean"},
+        "device": {"type": "string", "pattern": "^(auto|cpu|mps|cuda(:[0-9]+)?)$"},
+        "precision": {"enum": ["fp32", "bf16", "fp16", None]},
+        "compile": {"type": "boolean"},
+        "channels_last": {"type": "boolean"},
+        "accumulate": {"type": "integer", "minimum": 1},
+        "early_stop": {  # null: off (the object keywords only bind a mapping)
+            "type": ["object", "null"], "required": ["metric"], "additionalProperties": False,
+            "properties": {"metric": {"type": "string", "pattern": "^(train|val|test)_"},
+                           "patience": {"type": "integer", "minimum": 1},
+                           "mode": {"enum": ["min", "max"]},
+                           "min_delta": {"type": "number", "minimum": 0}}},
         "stop_on_nonfinite": {"type": "boolean"},
-        "ema": {"anyOf": [{"type": "null"}, {
-            "type": "object", "required": ["decay"], "additionalProperties": False,
-            "properties": {"decay": {"type": "number", "exclusiveMinimum": 0, "maximum": 1}}}]},
+        "log_every_steps": {"type": "integer", "minimum": 0},  # TensorBoard step scalars
+        "ema": {  # null or a mapping: one schema, so a bad decay is reported at `decay:`
+            "type": ["object", "null"], "required": ["decay"], "additionalProperties": False,
+            "properties": {"decay": {"type": "number", "exclusiveMinimum": 0, "maximum": 1}}},
         "seed": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
         "eval": {"type": "object", "additionalProperties": False, "properties": {
             "every_epochs": {"type": "integer", "minimum": 0},
@@ -80,9 +93,68 @@ SCHEMA = {
         "infer": {"type": "object", "properties": {"top_k": {"type": "integer", "minimum": 1}}},
     },
 }
+# The `description` of each SCHEMA property in `engine schema --recipe` (for editors): {dotted
+# path: text}; a property missing here is described by its name and type.
+DESCRIPTIONS = {
+    "name": "the run's name: its folder is <output>/<name>-<time> (letters, digits, _ . -)",
+    "description": "what the recipe trains, in a sentence",
+    "extends": "a recipe this one changes: its keys merge into the base's",
+    "spec": "the spec to train: a bundled name, a file, or {name, set: {param: value}}",
+    "spec.name": "a bundled spec name or a spec file", "spec.set": "spec params to override",
+    "data": "the dataset and how it is batched",
+    "data.dataset": "a registered dataset (`engine list --recipes` shows them in use)",
+    "data.root": "the folder of the data files (null: the default data folder)",
+    "data.args": "the dataset's own options (each dataset declares which it takes)",
+    "data.batch_size": "examples per training batch", "data.eval_batch_size": "examples per eval batch",
+    "data.workers": "DataLoader worker processes (0: load in the main process)",
+    "data.transforms": "augmentations per split: {train: [...], eval: [...]}",
+    "data.transforms.train": "transforms of the training split, in order",
+    "data.transforms.eval": "transforms of the evaluated split, in order",
+    "procedure": "how to train: a procedure name or {name, option: value}",
+    "procedure.name": "a registered procedure (classify, vae, gan, ...)",
+    "loss": "the loss: {name, argument: value} (default: the procedure's)",
+    "loss.name": "a registered loss",
+    "optimizer": "the optimizer of a one-network spec: {name, lr, argument: value}",
+    "optimizer.name": "a registered optimizer (adamw, sgd, ...)", "optimizer.lr": "the learning rate",
+    "optimizer.groups": "per-parameter groups: [{params: glob, lr: ...}]",
+    "optimizers": "one optimizer per network of a several-network spec: {network: {name, lr}}",
+    "scheduler": "the learning-rate schedule: {name, argument: value} or null",
+    "scheduler.name": "a registered scheduler",
+    "epochs": "passes over the training data (give this or `steps`)",
+    "steps": "optimizer steps to train (give this or `epochs`)",
+    "clip_grad": "clip the gradient norm to this value (null: no clipping)",
+    "amp": "automatic mixed precision on CUDA",
+    "device": "where to train: auto, cpu, mps, cuda or cuda:N",
+    "precision": "the training precision: fp32, bf16 or fp16 (null: the default)",
+    "compile": "torch.compile the model", "channels_last": "channels-last memory format for images",
+    "accumulate": "batches whose gradients add up before each optimizer step",
+    "early_stop": "stop when a metric stops improving: {metric, patience, mode, min_delta}",
+    "early_stop.metric": "the metric watched, e.g. val_loss",
+    "early_stop.patience": "evaluations without improvement before stopping",
+    "early_stop.mode": "min: lower is better; max: higher is better",
+    "early_stop.min_delta": "the smallest change that counts as an improvement",
+    "stop_on_nonfinite": "stop the run when the loss becomes infinite or NaN",
+    "log_every_steps": "TensorBoard scalars every N steps (0: per epoch only)",
+    "ema": "keep an exponential moving average of the weights: {decay}",
+    "ema.decay": "the EMA decay, in (0, 1]",
+    "seed": "the random seed (0 to 2**63 - 1)",
+    "eval": "what to evaluate and when", "eval.every_epochs": "evaluate every N epochs (0: never)",
+    "eval.metrics": "per-batch metrics (registered names)",
+    "eval.sample_metrics": "metrics of generated samples, judged by `engine eval`",
+    "eval.samples": "how many samples the sample metrics judge",
+    "eval.split": "the split evaluated: train, val or test",
+    "checkpoint": "when to save checkpoints", "checkpoint.every_steps": "save every N steps (0: never)",
+    "checkpoint.every_epochs": "save every N epochs (0: never)",
+    "freeze": "parameter name patterns (globs) that are not trained",
+    "weights": "initial weights: torchvision, or a checkpoint file",
+    "output": "the folder of run folders", "infer": "options of `engine infer`",
+    "infer.top_k": "how many classes `engine infer` prints",
+}
+declare_recipe_keys(SCHEMA)  # --set knows a recipe's keys from this schema, never a copy
 DEFAULTS = {"epochs": None, "steps": None, "clip_grad": None, "amp": False, "ema": None,
             "seed": 0, "scheduler": None, "freeze": [], "output": "runs", "loss": None,
-            "weights": None, "stop_on_nonfinite": True}
+            "weights": None, "stop_on_nonfinite": True, "device": "auto", "precision": None,
+            "compile": False, "channels_last": False, "accumulate": 1, "early_stop": None}
 
 
 @dataclass
@@ -149,7 +221,34 @@ def check_schema(doc: Any, path: Path) -> Iterator[Diagnostic]:
         yield Diagnostic("a recipe must be a YAML mapping (name:, spec:, data:, ...)", Loc(str(path)))
         return
     from engine.compiler.validate import check_schema_with
-    yield from check_schema_with(_validator(), doc)
+    for d in check_schema_with(_validator(), doc):
+        yield Diagnostic(d.message, d.loc, d.path, d.hint or _schema_hint(d)) if not d.hint else d
+
+
+_TYPES = {"integer": "a whole number (e.g. 10)", "number": "a number (e.g. 0.5)", "string": "a string",
+          "array": "a list ([a, b])", "object": "a mapping ({key: value})", "boolean": "true or false",
+          "null": "null"}
+
+
+def _schema_hint(d: Diagnostic) -> str:
+    """What to write instead, for a JSON Schema error of a recipe (the schema gives none)."""
+    import re
+    m = d.message
+    bounds = (("less than or equal to the minimum", "above"), ("less than the minimum", "at least"),
+              ("greater than or equal to the maximum", "below"), ("greater than the maximum", "at most"))
+    for words, how in bounds:
+        if (found := re.search(rf"is {words} of (\S+)$", m)):
+            return f"write a number {how} {found.group(1)}"
+    if (found := re.search(r"is not of type (.*)$", m)):
+        kinds = [_TYPES.get(k.strip(" '"), k.strip(" '")) for k in found.group(1).split(",")]
+        return "write " + " or ".join(kinds)
+    if (found := re.search(r"is not one of \[(.*)\]$", m)):
+        return "write one of " + ", ".join(c.strip(" '") for c in found.group(1).split(","))
+    if "does not match" in m and d.path == "name":
+        return "one folder-name word: letters, digits, _ . - (no slash or space), up to 100 characters"
+    if (found := re.search(r"'(\w+)' is a required property$", m)):
+        return f"add `{found.group(1)}:`"
+    return ""
 
 
 def _named(doc: LocDict, key: str, registry, where: str = "name") -> Iterator[Diagnostic]:
@@ -194,12 +293,26 @@ def check_dataset(doc: LocDict) -> Iterator[Diagnostic]:
         yield Diagnostic(f"unknown dataset '{data['dataset']}'", data.value_loc("dataset"),
                          "data.dataset", DATASETS.hint(data["dataset"]))
         return
+    args, name = data.get("args"), data["dataset"]
+    accepted = getattr(DATASETS.get(name), "ARGS", None)  # what each dataset declares it reads
+    unknown = [k for k in args if k not in accepted] if isinstance(args, LocDict) and \
+        accepted is not None else []
+    for key in unknown:
+        yield Diagnostic(f"dataset '{name}' takes no argument '{key}' under data.args",
+                         args.key_loc(key), f"data.args.{key}", suggest(key, accepted, n=1) or
+                         f"'{name}' takes: {', '.join(accepted) or 'no arguments'}")
+    if unknown:
+        return
     from engine.train.data import build_dataset, data_root
     try:  # reads the files once (they are cached for the run): a missing root shows up here
         build_dataset(data["dataset"], data_root(data.get("root")), "test", doc.get("seed", 0),
                       None, dict(data.get("args") or {}))
     except SpecError as err:  # a missing root: point at the recipe line that chose it
         for d in err.diagnostics:
+            key = d.path.removeprefix("data.").removeprefix("args.")
+            if isinstance(args, LocDict) and key in args:  # a bad argument: point at it
+                yield Diagnostic(d.message, args.value_loc(key), f"data.args.{key}", d.hint)
+                continue
             at = data.value_loc("root") if "root" in data else data.value_loc("dataset")
             yield Diagnostic(d.message, at, "data.root", d.hint)
 
@@ -245,8 +358,11 @@ def check_arguments(doc: LocDict) -> Iterator[Diagnostic]:
 
 def check_length(doc: LocDict) -> Iterator[Diagnostic]:
     if (doc.get("epochs") is not None) == (doc.get("steps") is not None):
-        yield Diagnostic("give exactly one of `epochs:` and `steps:`", doc.loc, "",
-                         "write epochs: 10 (or steps: 2000); --set epochs=null steps=5 switches")
+        both = doc.get("steps") is not None  # both: point at the second of them
+        at = doc.key_loc("steps" if doc.key_loc("steps").line > doc.key_loc("epochs").line
+                         else "epochs") if both else doc.loc
+        yield Diagnostic("give exactly one of `epochs:` and `steps:`", at, "",
+                         "write epochs: 10 (or steps: 2000); --set epochs=null --set steps=5 switches")
 
 
 def check_transforms(doc: LocDict) -> Iterator[Diagnostic]:

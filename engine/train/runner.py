@@ -42,6 +42,7 @@ from engine.train.optim import freeze
 from engine.train.progress import Progress
 from engine.train.recipe import Recipe
 from engine.train.registry import PROCEDURES
+from engine.train.tracking import Tracker, write_status
 
 
 @dataclass
@@ -57,6 +58,9 @@ class Position:
     rows: int = 0  # metric rows written (a resumed run truncates the CSV back to these)
     extra_sums: dict = field(default_factory=dict)  # other train_step values (a GAN's d_loss)
     best: float = -math.inf
+    stop_best: float | None = None  # early_stop: the best value of its metric so far
+    stale: int = 0  # evaluations since it last improved
+    stopped: str = ""  # why the run stopped early (a resumed run does not train further)
 
 
 class Run:
@@ -70,23 +74,34 @@ class Run:
                  weights: bool = True):
         self.recipe, self.folder = recipe, folder
         self.dist = distributed.current()
-        self.device = distributed.pick_device(device)
+        chosen = recipe.get("device")  # --device wins over the recipe's `device:`
+        self.device = distributed.pick_device(device or (None if chosen in (None, "auto") else chosen),
+                                              "--device" if device else "device")
         torch.manual_seed(recipe["seed"])
         self.shaped = recipe.shaped = recipe.shaped or analyze(recipe.spec_path,
                                                                recipe.spec_overrides)
         from engine.compiler.build import build
         model = build(self.shaped, device=str(self.device))
+        self.channels_last = bool(recipe.get("channels_last"))
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
         self.weights_report = self.start_weights(model) if weights and recipe["weights"] else None
         freeze(model, recipe["freeze"])
         self.train_set, self.eval_sets = self.datasets()
         batch = recipe["data"].get("batch_size", 64)
         per_epoch = num_batches(len(self.train_set), batch)
+        self.accumulate = recipe.get("accumulate", 1)  # steps count optimizer steps
+        per_epoch = math.ceil(per_epoch / self.accumulate)
         self.epochs = recipe["epochs"] or math.ceil(recipe["steps"] / per_epoch)
         self.total_steps = recipe["steps"] or self.epochs * per_epoch
+        if recipe.get("compile"):  # in place: state_dict keys stay those of the plain model
+            for net in (model.values() if isinstance(model, nn.ModuleDict) else [model]):
+                net.compile()
         model = distributed.wrap(model, self.dist)
         self.procedure = PROCEDURES.get(recipe["procedure"])(recipe, model, self.device,
                                                              self.total_steps)
         self.position = Position()
+        self.tracker = Tracker()  # TensorBoard: live only while the main process trains
 
     def start_weights(self, model: nn.Module) -> str:
         """Load the recipe's `weights:` into the fresh model (before DDP wraps it and before the
@@ -114,11 +129,16 @@ class Run:
     def train(self) -> dict:
         if self.dist.is_main:
             self.write_header()
+            write_status(self.folder, "running")
+            self.tracker = Tracker(self.folder, self.recipe.get("log_every_steps", 10),
+                                   self.position.step)
         recipe, pos = self.recipe, self.position
         if pos.step == 0 and pos.batch == 0 and pos.epoch == 0:
             self.procedure.start_training()
         every = recipe.get("checkpoint", {}).get("every_steps", 0)
-        while pos.epoch < self.epochs and pos.step < self.total_steps:
+        if pos.stopped and self.dist.is_main:
+            print(f"the run stopped early: {pos.stopped}", flush=True)
+        while pos.epoch < self.epochs and pos.step < self.total_steps and not pos.stopped:
             self.train_epoch(every)
             if pos.step >= self.total_steps and pos.batch != 0:
                 pos.batch = 0  # a `steps:` run ends inside an epoch: close it here
@@ -135,11 +155,14 @@ class Run:
         batches = train_batches(self.train_set, batch_size, self.recipe["seed"], pos.epoch,
                                 pos.batch, self.dist.rank, self.dist.world, data.get("workers", 0))
         for index, batch in batches:
-            batch = _to(batch, self.device)
+            batch = _to(batch, self.device, self.channels_last)
+            # `accumulate: N`: N batches per optimizer step (an epoch's last group may be shorter)
+            stepping = (index + 1) % self.accumulate == 0 or index + 1 == total
+            self.procedure.boundary = stepping
             values = self.procedure.train_step(batch)
             self.check_finite(values["loss"], pos.epoch, index)
             n = _batch_size(batch)
-            pos.batch, pos.step = index + 1, pos.step + 1
+            pos.batch, pos.step = index + 1, pos.step + stepping
             pos.loss_sum += values["loss"] * n
             pos.acc_sum += values.get("accuracy", 0.0) * n
             for key, value in values.items():
@@ -147,7 +170,8 @@ class Run:
                     pos.extra_sums[key] = pos.extra_sums.get(key, 0.0) + value * n
             pos.seen += n
             progress.update(n * self.dist.world, loss=values["loss"], lr=self.procedure.lr())
-            if every_steps and pos.step % every_steps == 0:
+            self.tracker.step(pos.step, values["loss"], self.procedure.lr())
+            if stepping and every_steps and pos.step % every_steps == 0:
                 self.save("last")
             if pos.step >= self.total_steps:
                 break
@@ -185,9 +209,13 @@ class Run:
             row.update({f"{split}_{k}": v for k, v in self.evaluate(split).items()})
         pos.epoch, pos.loss_sum, pos.acc_sum, pos.seen = pos.epoch + 1, 0.0, 0.0, 0
         pos.extra_sums = {}
+        self.early_stop(row)
         if self.dist.is_main:
             self.write_row(row)
             self.print_row(row)
+            self.tracker.epoch(row)
+            if self.position.stopped:
+                print(f"early stop: {self.position.stopped}", flush=True)
         self.track_best(row)
         if recipe.get("checkpoint", {}).get("every_epochs", 1):
             self.save("last")
@@ -201,11 +229,28 @@ class Run:
         count = 0
         with eval_mode(self.procedure.unwrapped, self.procedure.eval_model()):
             for batch in eval_batches(dataset, size, data.get("workers", 0)):
-                values = self.procedure.eval_step(_to(batch, self.device), metrics)
+                values = self.procedure.eval_step(_to(batch, self.device, self.channels_last), metrics)
                 for k, v in values.items():
                     sums[k] = sums.get(k, 0.0) + float(v.sum())
                 count += _batch_size(batch)
         return self.procedure.aggregate(sums, count)
+
+    def early_stop(self, row: dict) -> None:
+        """`early_stop: {metric, patience, mode, min_delta}`: stop once the metric has not
+        improved by more than min_delta for `patience` evaluations; the row says why."""
+        cfg, pos = self.recipe.get("early_stop"), self.position
+        if not cfg or cfg["metric"] not in row:
+            return  # no evaluation this epoch
+        value, delta = float(row[cfg["metric"]]), cfg.get("min_delta", 0.0)
+        sign = 1.0 if cfg.get("mode", "min") == "min" else -1.0
+        if pos.stop_best is None or sign * (pos.stop_best - value) > delta:
+            pos.stop_best, pos.stale = value, 0
+            return
+        pos.stale += 1
+        if pos.stale >= cfg.get("patience", 3):
+            pos.stopped = (f"{cfg['metric']} has not improved for {pos.stale} evaluations "
+                           f"(best {pos.stop_best:.6g})")
+            row["stopped"] = pos.stopped
 
     def track_best(self, row: dict) -> None:
         if not self.procedure.tracks_best:
@@ -226,6 +271,8 @@ class Run:
         if self.dist.is_main:
             from engine.train.plot import plot_metrics
             plot_metrics(self.folder / "metrics.csv", self.folder / "metrics.png")
+            self.tracker.close()
+            write_status(self.folder, "finished")
         return result
 
     # ---- files ------------------------------------------------------------------------------
@@ -363,11 +410,14 @@ def _batch_size(batch) -> int:
     return len(batch[0]) if isinstance(batch, (list, tuple)) else len(batch)
 
 
-def _to(batch, device: torch.device):
+def _to(batch, device: torch.device, channels_last: bool = False):
     if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
+        batch = batch.to(device, non_blocking=True)
+        if channels_last and batch.dim() == 4 and batch.is_floating_point():  # image batches
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        return batch
     if isinstance(batch, (list, tuple)):
-        return type(batch)(_to(b, device) for b in batch)
+        return type(batch)(_to(b, device, channels_last) for b in batch)
     return batch
 
 

@@ -43,6 +43,7 @@ def _load_cifar10(folder: str, train: bool, download: bool) -> tuple[torch.Tenso
 
 class Cifar10:
     """CIFAR-10 in torchvision's layout (root/cifar10/cifar-10-batches-py); val = seeded 10% of train."""
+    ARGS = ("folder", "download", "val_fraction")  # its data.args keys
 
     name = "cifar10"
     subdir = "cifar-10-batches-py"
@@ -62,7 +63,8 @@ class Cifar10:
             raise located_error(
                 f"dataset 'cifar10': no {self.subdir}/ in {describe_folder(folder)}",
                 folder,
-                hint=f"set data.download: true (needs internet) to fetch it there, {root_hint('cifar10')}",
+                hint=f"set data.args.download: true (needs internet) to fetch it there, "
+                     f"{root_hint('cifar10')}",
                 path="data",
             )
         return folder, download
@@ -79,7 +81,7 @@ class Cifar10:
             raise located_error(
                 f"dataset 'cifar10': cannot load from {folder}: {e}",
                 folder,
-                hint="check the internet connection (data.download: true) or the files there",
+                hint="check the internet connection (data.args.download: true) or the files there",
                 path="data",
             ) from None
         if split == "test":

@@ -42,6 +42,7 @@ def _load_digits() -> tuple[torch.Tensor, torch.Tensor]:
 
 class Digits:
     """scikit-learn's bundled 8x8 digits (1,797 images); test 20%, val 10%, train the rest."""
+    ARGS = ("val_fraction", "test_fraction")  # its data.args keys
 
     def info(self, root: Path, args: dict) -> DatasetInfo:
         return DatasetInfo(channels=1, size=8, classes=DIGIT_CLASSES, needs_root=False, default_dir=None)
@@ -82,6 +83,7 @@ def _load_usps(path: str) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
 
 class Usps:
     """USPS digits from usps.h5: 7,291 train (minus a seeded 10% val) and 2,007 test, 16x16."""
+    ARGS = ("folder", "file", "val_fraction")  # its data.args keys
 
     name = "usps"
 

@@ -43,6 +43,7 @@ class ImageFolder:
 
     Classes are train's subfolders, sorted (as torchvision's ImageFolder). Without val/, val is a
     seeded, stratified 10% of train. Images are read as RGB, or greyscale with `channels: 1`."""
+    ARGS = ("folder", "channels", "val_fraction")  # its data.args keys
 
     name = "image_folder"
 

@@ -68,6 +68,7 @@ def _text(path: Path) -> str:
 
 
 class Imdb:
+    ARGS = ("folder", "download", "max_len", "min_freq", "lowercase", "val_fraction")  # its data.args keys
     name = "imdb"
 
     def _args(self, args: dict) -> tuple[int, int, bool, float]:

@@ -101,6 +101,7 @@ class MembraneDataset(Dataset):
 
 
 class IsbiMembrane:
+    ARGS = ("folder", "crop", "eval_crop", "flip", "repeat")  # its data.args keys
     name = "isbi_membrane"
 
     def info(self, root: Path, args: dict) -> DatasetInfo:

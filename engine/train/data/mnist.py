@@ -100,6 +100,7 @@ def _find_mnist(folder: Path) -> dict[str, Path]:
 
 class Mnist:
     """MNIST from IDX files: the full official set, or only its test set (cut 7,000/1,000/2,000)."""
+    ARGS = ("folder", "download", "val_fraction", "test_fraction")  # its data.args keys
 
     name = "mnist"
 
@@ -124,7 +125,7 @@ class Mnist:
             f"dataset 'mnist': no MNIST files in {describe_folder(folder)}{have}",
             folder,
             hint=f"put the IDX files ({names}; or only the two t10k-* ones) there, {root_hint('mnist')}, "
-            "or set data.download: true (needs internet)",
+            "or set data.args.download: true (needs internet)",
             path="data",
         )
 

@@ -170,6 +170,7 @@ class TranslationDataset(Dataset):
 
 
 class Multi30k:
+    ARGS = ("folder", "src", "tgt", "min_freq", "lowercase", "max_len")  # its data.args keys
     name = "multi30k"
 
     def _args(self, args: dict) -> tuple[str, str, int, bool, int | None]:
@@ -249,6 +250,7 @@ class LabelledTextDataset(Dataset):
 
 
 class Multi30kLangId:
+    ARGS = ("folder", "languages", "min_freq", "lowercase")  # its data.args keys
     name = "multi30k_langid"
 
     def _args(self, args: dict) -> tuple[list[str], int, bool]:
@@ -317,6 +319,7 @@ class LanguageModelDataset(Dataset):
 
 
 class Multi30kLM:
+    ARGS = ("folder", "lang", "min_freq", "lowercase")  # its data.args keys
     name = "multi30k_lm"
 
     def _args(self, args: dict) -> tuple[str, int, bool]:

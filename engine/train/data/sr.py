@@ -247,6 +247,7 @@ class _SRSource:
 
 
 class SRBenchmark(_SRSource):
+    ARGS = ("folder", "set", "scale")  # its data.args keys
     name = "sr_benchmark"
 
     def build(self, root: Path, split: str, seed: int, transform, args: dict) -> Dataset:
@@ -256,6 +257,7 @@ class SRBenchmark(_SRSource):
 
 
 class SRPatches(_SRSource):
+    ARGS = ("folder", "set", "scale", "patch", "repeat", "flip", "val_images")  # its data.args keys
     name = "sr_patches"
     default_set = "CBSD68"
     multi_scale = True

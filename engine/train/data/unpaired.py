@@ -66,6 +66,7 @@ class UnpairedDataset(Dataset):
 
 
 class Unpaired:
+    ARGS = ("a", "b", "a_args", "b_args", "size")  # its data.args keys
     name = "unpaired"
 
     def names(self, args: dict) -> tuple[str, str]:

@@ -52,6 +52,14 @@ class Procedure:
         self.loss = make_loss(recipe.get("loss") or self.DEFAULT_LOSS)
         self.clip = recipe.get("clip_grad")
         self.amp = bool(recipe.get("amp"))
+        self.dtype = autocast_dtype(recipe.get("precision"), self.amp, device)
+        self.amp = self.dtype is not None
+        # `accumulate: N`: the runner sets `boundary` on the last micro-batch of each group; the
+        # gradients of the N micro-batches add up (each loss scaled by 1/N) before one step
+        self.accumulate = int(recipe.get("accumulate") or 1)
+        self.boundary = True
+        self._pending: dict[str, bool] = {}
+        self.scalers: dict[str, torch.amp.GradScaler] = {}
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.schedulers: dict = {}
         self.setup(total_steps)
@@ -71,24 +79,39 @@ class Procedure:
 
     def add_optimizer(self, name: str, cfg: dict, module: nn.Module, total_steps: int) -> None:
         self.optimizers[name] = make_optimizer(cfg, module)
+        if self.dtype == torch.float16:  # fp16 gradients underflow without loss scaling
+            self.scalers[name] = torch.amp.GradScaler(self.device.type)
         scheduler = make_scheduler(self.recipe.get("scheduler"), self.optimizers[name], total_steps)
         if scheduler is not None:
             self.schedulers[name] = scheduler
 
     def autocast(self):
-        if not self.amp:
+        if self.dtype is None:
             return nullcontext()
-        dtype = torch.float16 if self.device.type == "cuda" else torch.bfloat16
-        return torch.autocast(self.device.type, dtype=dtype)
+        return torch.autocast(self.device.type, dtype=self.dtype)
 
     def optimize(self, loss: Tensor, name: str = "model") -> None:
-        optimizer = self.optimizers[name]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        """Backward (scaled by 1/accumulate, and by the fp16 GradScaler where there is one);
+        on a group's last micro-batch: unscale, clip, step the optimizer, schedule and EMA."""
+        optimizer, scaler = self.optimizers[name], self.scalers.get(name)
+        if not self._pending.get(name):
+            optimizer.zero_grad(set_to_none=True)
+        if self.accumulate > 1:
+            loss = loss / self.accumulate
+        (scaler.scale(loss) if scaler is not None else loss).backward()
+        self._pending[name] = not self.boundary
+        if not self.boundary:
+            return
         if self.clip:
+            if scaler is not None:
+                scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
             params = [p for g in optimizer.param_groups for p in g["params"]]
             torch.nn.utils.clip_grad_norm_(params, self.clip)
-        optimizer.step()
+        if scaler is not None:
+            scaler.step(optimizer)  # skipped where the gradients hold inf/NaN
+            scaler.update()
+        else:
+            optimizer.step()
         if name in self.schedulers:
             self.schedulers[name].step()
         if self.ema is not None and name == self.ema_after:
@@ -125,7 +148,8 @@ class Procedure:
         return {"model": self.unwrapped.state_dict(),
                 "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
                 "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
-                "ema": self.ema.state_dict() if self.ema is not None else None}
+                "ema": self.ema.state_dict() if self.ema is not None else None,
+                "scalers": {k: s.state_dict() for k, s in self.scalers.items()}}
 
     def load_state_dict(self, state: dict) -> None:
         self.unwrapped.load_state_dict(state["model"])
@@ -135,3 +159,18 @@ class Procedure:
             s.load_state_dict(state["schedulers"][k])
         if self.ema is not None and state.get("ema") is not None:
             self.ema.load_state_dict(state["ema"])
+        for k, s in self.scalers.items():
+            if k in (state.get("scalers") or {}):
+                s.load_state_dict(state["scalers"][k])
+
+
+def autocast_dtype(precision: str | None, amp: bool, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of `precision:` (fp32: none); `amp: true` without it means fp16 on
+    CUDA and bf16 elsewhere. fp16 off CUDA is a clear error (no GradScaler, slow or missing kernels)."""
+    if precision is None:
+        precision = ("fp16" if device.type == "cuda" else "bf16") if amp else "fp32"
+    if precision == "fp16" and device.type != "cuda":
+        from engine.compiler.ir import located_error
+        raise located_error(f"precision fp16 on {device.type}: fp16 needs a CUDA GPU; use bf16 on CPU",
+                            None, "precision", "write precision: bf16 (or fp32), or train on --device cuda")
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]

@@ -1,0 +1,86 @@
+"""Run tracking: TensorBoard event files and the `status` file of a run folder.
+
+`Tracker` writes <run>/tb/ with torch.utils.tensorboard's SummaryWriter (the `tensorboard`
+package): step scalars (`train/loss`, `train/lr` every `log_every_steps` steps) and the
+metrics.csv row of each epoch (`epoch/<column>`, at the run's global step), so
+`tensorboard --logdir runs` shows every run. A resumed run purges the events after its
+checkpoint's step, so the curves continue without doubles. Without the package, or on a
+process other than the main one, every call does nothing.
+
+`write_status` keeps <run>/status (JSON): `running` with the process id and host while the run
+trains, `finished` at its end; `engine runs` reads a `running` whose process is gone as killed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import time
+from pathlib import Path
+
+from engine.train.checkpoint import write_text_atomic
+
+STATUS = "status"
+
+
+class Tracker:
+    """TensorBoard scalars of one run (a no-op where `folder` is None or tensorboard is missing)."""
+
+    def __init__(self, folder: Path | None = None, every_steps: int = 10, purge_step: int = 0):
+        self.every = every_steps
+        self.writer = None
+        if folder is None:
+            return
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # tensorboard not installed: the CSV and plot still record the run
+            return
+        self.writer = SummaryWriter(str(Path(folder) / "tb"), purge_step=purge_step or None)
+
+    def step(self, step: int, loss: float, lr: float) -> None:
+        if self.writer is None or not self.every or step % self.every:
+            return
+        self.writer.add_scalar("train/loss", loss, step)
+        self.writer.add_scalar("train/lr", lr, step)
+
+    def epoch(self, row: dict) -> None:
+        if self.writer is None:
+            return
+        step = int(row.get("step", row.get("epoch", 0)))
+        for key, value in row.items():
+            if key not in ("epoch", "step") and isinstance(value, (int, float)) \
+                    and math.isfinite(value):
+                self.writer.add_scalar(f"epoch/{key}", value, step)
+        self.writer.add_scalar("epoch/epoch", row.get("epoch", 0), step)
+        self.writer.flush()
+
+    def image(self, tag: str, image, step: int) -> None:
+        """An image tensor (C, H, W, values in [0, 1]), such as a grid of samples."""
+        if self.writer is not None:
+            self.writer.add_image(tag, image, step)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+def write_status(folder: Path, state: str) -> None:
+    """<folder>/status: `running` (with pid, host, start time) or `finished` (with end time);
+    the first start time is kept across resumes."""
+    path = Path(folder) / STATUS
+    old = read_status(folder)
+    now = time.time()
+    status = {"state": state, "pid": os.getpid(), "host": socket.gethostname(),
+              "started": old.get("started", now), "updated": now}
+    write_text_atomic(path, json.dumps(status) + "\n")
+
+
+def read_status(folder: Path) -> dict:
+    try:
+        value = json.loads((Path(folder) / STATUS).read_text())
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
