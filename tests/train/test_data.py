@@ -234,7 +234,7 @@ def test_missing_root_errors(tmp_path):
         build_dataset("mnist", root, "train", 0, None, {})
     text = message(err)
     assert str(root / "mnist") in text and "no such folder" in text
-    assert "ENGINE_DATA" in text and "data.download: true" in text and "t10k-images-idx3-ubyte.gz" in text
+    assert "ENGINE_DATA" in text and "data.args.download: true" in text and "t10k-images-idx3-ubyte.gz" in text
     assert err.value.diagnostics[0].loc.file == str(root / "mnist")
     with pytest.raises(SpecError) as err:
         build_dataset("usps", root, "test", 0, None, {})
@@ -243,7 +243,7 @@ def test_missing_root_errors(tmp_path):
         build_dataset("cifar10", tmp_path, "train", 0, None, {})
     text = message(err)
     assert str(tmp_path / "cifar10") in text and "cifar-10-batches-py" in text
-    assert "data.download: true (needs internet)" in text
+    assert "data.args.download: true (needs internet)" in text
     with pytest.raises(SpecError, match="data.download must be bool"):
         build_dataset("cifar10", tmp_path, "train", 0, None, {"download": "yes"})
 

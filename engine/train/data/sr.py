@@ -247,7 +247,10 @@ class _SRSource:
 
 
 class SRBenchmark(_SRSource):
-    ARGS = ("folder", "set", "scale")  # its data.args keys
+    # its data.args keys; sr_patches' training-only ones (patch, repeat, flip, val_images) are
+    # taken and ignored, so that evaluating a recipe on a benchmark only swaps the dataset
+    # (`--set data.dataset=sr_benchmark --set data.args.set=Set5`), as the recipes document
+    ARGS = ("folder", "set", "scale", "patch", "repeat", "flip", "val_images")
     name = "sr_benchmark"
 
     def build(self, root: Path, split: str, seed: int, transform, args: dict) -> Dataset:
