@@ -8,6 +8,7 @@ import torchvision
 
 import engine
 from engine.views.summary import node_params
+from tests.oracle import randomise_batchnorm
 
 # spec name -> (torchvision builder, its kwargs, input size)
 CANONICAL = {
@@ -40,22 +41,12 @@ def _torchvision(name: str, **kwargs):
     return getattr(torchvision.models, name)(**kwargs)
 
 
-def _randomise_batchnorm(model: torch.nn.Module) -> None:
-    # Fresh BN statistics are 0/1, which would hide a mismatch in eval mode.
-    for m in model.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 1.5)
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(-0.5, 0.5)
-
-
 @pytest.mark.parametrize("spec", CANONICAL)
 def test_loads_torchvision_weights_and_matches_outputs(spec):
     builder, kwargs, size = CANONICAL[spec]
     torch.manual_seed(0)
     ref = getattr(torchvision.models, builder)(**kwargs).eval()
-    _randomise_batchnorm(ref)
+    randomise_batchnorm(ref)
     model = engine.build(spec).eval()
     engine.load_reference_state_dict(model, ref.state_dict(), spec, strict=True)
     x = torch.randn(2, 3, size, size)

@@ -18,6 +18,7 @@ from engine.compiler.build import build
 from engine.compiler.load import load_file
 from engine.compiler.merge import SPECS_DIR
 from engine.views.summary import node_params
+from tests.oracle import randomise_batchnorm
 
 SPECS = [*(f"efficientnet_b{n}" for n in range(8)), "efficientnet_v2_s", "efficientnet_v2_m",
          "efficientnet_v2_l"]
@@ -29,16 +30,6 @@ IMAGE = 64  # adaptive pooling: a small image checks the same maths
 @cache
 def _analyzed(spec: str):
     return engine.analyze(spec)
-
-
-def _randomise_batchnorm(model: torch.nn.Module) -> None:
-    # Fresh BN statistics are 0/1, which would hide a mismatch in eval mode.
-    for m in model.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 1.5)
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(-0.5, 0.5)
 
 
 def _reference(spec: str) -> torch.nn.Module:
@@ -69,7 +60,7 @@ def _settings(model: torch.nn.Module) -> list[tuple]:
 def test_loads_torchvision_weights_and_matches_outputs(spec):
     torch.manual_seed(0)
     ref = getattr(torchvision.models, spec)().eval()
-    _randomise_batchnorm(ref)
+    randomise_batchnorm(ref)
     model = build(_analyzed(spec)).eval()
     engine.load_reference_state_dict(model, ref.state_dict(), spec, strict=True)
     x = torch.randn(1, 3, IMAGE, IMAGE)
@@ -95,7 +86,7 @@ def test_codegen_round_trip(tmp_path):
     assert imported <= {"torch", "torchvision", "__future__"}, imported
     torch.manual_seed(0)
     model = build(shaped).eval()
-    _randomise_batchnorm(model)
+    randomise_batchnorm(model)
     module_spec = importlib.util.spec_from_file_location(f"generated_{spec}", path)
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)

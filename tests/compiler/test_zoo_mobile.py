@@ -15,6 +15,7 @@ import engine.views.codegen as codegen
 from engine.compiler.load import load_file
 from engine.compiler.merge import SPECS_DIR
 from engine.views.summary import summarize
+from tests.oracle import randomise_batchnorm
 
 # spec name -> torchvision builder (default arguments, 1000 classes)
 MOBILE = {
@@ -40,16 +41,6 @@ def _shapes(model: torch.nn.Module) -> dict[str, tuple[int, ...]]:
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
-def _randomise_batchnorm(model: torch.nn.Module) -> None:
-    # Fresh BN statistics are 0/1, which would hide a mismatch in eval mode.
-    for m in model.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 1.5)
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(-0.5, 0.5)
-
-
 @pytest.mark.parametrize("spec, width", [("mobilenet_v2", 0.5), ("mobilenet_v3_large", 0.75),
                                          ("mobilenet_v3_small", 1.3)])
 def test_width_mult_scales_as_torchvision(spec, width):
@@ -62,7 +53,7 @@ def test_width_mult_scales_as_torchvision(spec, width):
 def test_loads_torchvision_weights_and_matches_outputs(spec):
     torch.manual_seed(0)
     ref = _reference(spec).eval()
-    _randomise_batchnorm(ref)
+    randomise_batchnorm(ref)
     model = engine.build(spec).eval()
     engine.load_reference_state_dict(model, ref.state_dict(), spec, strict=True)
     x = torch.randn(2, 3, SIZE, SIZE)
@@ -99,7 +90,7 @@ def test_codegen_round_trips_mobilenet_v3_large(tmp_path):
     path = codegen.write_codegen(shaped, tmp_path / "mobilenet_v3_large_generated.py")
     torch.manual_seed(0)
     model = engine.build(shaped.spec.file).eval()
-    _randomise_batchnorm(model)
+    randomise_batchnorm(model)
     module_spec = importlib.util.spec_from_file_location("mobilenet_v3_large_generated", path)
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)

@@ -18,6 +18,7 @@ import engine.views.codegen as codegen
 from engine.compiler.build import build
 from engine.compiler.load import load_file
 from engine.compiler.merge import SPECS_DIR
+from tests.oracle import randomise_batchnorm
 
 MODELS = sorted(m for m in torchvision.models.list_models(module=torchvision.models)
                 if m.startswith("regnet_"))
@@ -36,21 +37,11 @@ def test_variants_extend_the_family_base(name):
     assert set(doc) == {"extends", "name", "params"}  # the numbers only: no blocks, no graph
 
 
-def _randomise_batchnorm(model: torch.nn.Module) -> None:
-    # Fresh BN statistics are 0/1, which would hide a mismatch in eval mode.
-    for m in model.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 1.5)
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(-0.5, 0.5)
-
-
 @pytest.mark.parametrize("name", ["regnet_y_400mf", "regnet_x_400mf"])
 def test_loads_torchvision_weights_and_matches_outputs(name):
     torch.manual_seed(0)
     ref = getattr(torchvision.models, name)().eval()
-    _randomise_batchnorm(ref)
+    randomise_batchnorm(ref)
     model = engine.build(name).eval()
     engine.load_reference_state_dict(model, ref.state_dict(), name, strict=True)
     x = torch.randn(1, 3, 64, 64)
@@ -84,7 +75,7 @@ def test_codegen_round_trip_with_dashed_names(tmp_path):
     assert "'block1-0'" in source or '"block1-0"' in source
     torch.manual_seed(0)
     model = build(shaped).eval()
-    _randomise_batchnorm(model)
+    randomise_batchnorm(model)
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         want = model(x)

@@ -11,6 +11,7 @@ from torchvision.models import segmentation
 from torchvision.models.vision_transformer import VisionTransformer
 
 import engine
+from tests.oracle import randomise_batchnorm
 
 # spec name -> torchvision builder (segmentation builders take weights=None, aux_loss=True)
 CLASSIFIERS = {
@@ -31,16 +32,6 @@ def _torchvision(spec: str, **kwargs) -> torch.nn.Module:
     return getattr(torchvision.models, CLASSIFIERS[spec])(**kwargs)
 
 
-def _randomise_batchnorm(model: torch.nn.Module) -> None:
-    # Fresh BN statistics are 0/1, which would hide a mismatch in eval mode.
-    for m in model.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 1.5)
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(-0.5, 0.5)
-
-
 def _outputs(out) -> dict[str, torch.Tensor]:
     return dict(out) if isinstance(out, dict) else {"out": out}
 
@@ -59,7 +50,7 @@ def _check(spec, ref: torch.nn.Module, *inputs: torch.Tensor, **params) -> None:
     """torchvision's weights (with random batch-norm statistics) load strictly into the spec's
     model, and both give the same outputs in eval mode on each input."""
     ref = ref.eval()
-    _randomise_batchnorm(ref)
+    randomise_batchnorm(ref)
     model = engine.build(spec, **params).eval()
     engine.load_reference_state_dict(model, ref.state_dict(), spec, strict=True)
     for x in inputs:

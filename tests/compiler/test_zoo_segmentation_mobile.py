@@ -12,6 +12,7 @@ from torchvision.models import segmentation
 
 import engine
 from engine.views.summary import summarize
+from tests.oracle import randomise_batchnorm
 
 # spec name -> torchvision builder (both in torchvision.models.segmentation) and its keyword
 # arguments: the layout of the pretrained weights (DeepLabV3's has the aux head, LR-ASPP none)
@@ -33,16 +34,6 @@ def _shapes(model: torch.nn.Module) -> list[tuple[str, tuple[int, ...]]]:
     return [(k, tuple(v.shape)) for k, v in model.state_dict().items()]
 
 
-def _randomise_batchnorm(model: torch.nn.Module) -> None:
-    # Fresh BN statistics are 0/1, which would hide a mismatch in eval mode.
-    for m in model.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 1.5)
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(-0.5, 0.5)
-
-
 def _outputs(out) -> dict[str, torch.Tensor]:
     return dict(out) if isinstance(out, dict) else {"out": out}
 
@@ -51,7 +42,7 @@ def _check(spec, ref: torch.nn.Module, *inputs: torch.Tensor, **params) -> None:
     """`ref`'s weights (with random batch-norm statistics) load strictly into the spec's model,
     and both give the same outputs in eval mode on each input."""
     ref = ref.eval()
-    _randomise_batchnorm(ref)
+    randomise_batchnorm(ref)
     model = engine.build(spec, **params).eval()
     engine.load_reference_state_dict(model, ref.state_dict(), spec, strict=True)
     for x in inputs:
@@ -103,7 +94,7 @@ def test_dilated_backbone_matches_torchvision_dilated(spec):
     # torchvision's _mobilenet_v3_conf(dilated=True): the last stage keeps output stride 16
     torch.manual_seed(0)
     ref = getattr(torchvision.models, spec)(dilated=True).eval()
-    _randomise_batchnorm(ref)
+    randomise_batchnorm(ref)
     model = engine.build(spec, dilated=True).eval()
     model.load_state_dict(ref.state_dict(), strict=True)
     x = torch.randn(1, 3, 64, 80)

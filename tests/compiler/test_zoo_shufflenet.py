@@ -15,6 +15,7 @@ import engine
 from engine.views import codegen
 from engine.views.render import render_dot
 from engine.views.summary import format_summary, summarize
+from tests.oracle import randomise_batchnorm
 
 VARIANTS = ["shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "shufflenet_v2_x1_5", "shufflenet_v2_x2_0"]
 BASE = "shufflenet_v2_x1_0"
@@ -23,22 +24,11 @@ OPS = {"shufflenet_v2_x0_5": 0.04, "shufflenet_v2_x1_0": 0.145, "shufflenet_v2_x
        "shufflenet_v2_x2_0": 0.583}
 
 
-def _randomise_batchnorm(model: torch.nn.Module) -> None:
-    # Fresh BN statistics are 0/1, which would hide a mismatch in eval mode.
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.5, 1.5)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.5, 0.5)
-
-
 @pytest.mark.parametrize("spec", ["shufflenet_v2_x1_0", "shufflenet_v2_x0_5"])
 def test_loads_torchvision_weights_and_matches_outputs(spec):
     torch.manual_seed(0)
     ref = getattr(torchvision.models, spec)().eval()
-    _randomise_batchnorm(ref)
+    randomise_batchnorm(ref)
     model = engine.build(spec).eval()
     engine.load_reference_state_dict(model, ref.state_dict(), spec, strict=True)
     x = torch.randn(1, 3, 64, 64)
@@ -102,7 +92,7 @@ def test_codegen_round_trip(tmp_path):
     assert ".chunk(2, 1)" in text and "ChannelShuffle(groups=2)" in text
     torch.manual_seed(0)
     model = engine.build(BASE).eval()
-    _randomise_batchnorm(model)
+    randomise_batchnorm(model)
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         want = model(x)

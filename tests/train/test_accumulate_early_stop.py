@@ -13,17 +13,8 @@ from engine.cli import main
 from engine.train.checkpoint import load_checkpoint
 from engine.train.recipe import load_recipe
 from engine.train.runner import Run
+from tests.train.test_train import MLP  # the digits MLP every training test shares
 
-MLP = """
-name: mlp
-params: {hidden: 32}
-inputs: {image: [B, 1, 8, 8]}
-graph:
-  flatten: flatten
-  fc1: {op: linear, out: $hidden}
-  act: relu
-  fc2: {op: linear, out: 10}
-"""
 RECIPE = """
 name: tiny
 spec: mlp.yaml

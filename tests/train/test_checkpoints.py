@@ -13,17 +13,8 @@ import torch
 
 from engine.cli import main
 from engine.train.checkpoint import load_checkpoint, save_checkpoint
+from tests.train.test_train import MLP  # the digits MLP every training test shares
 
-SPEC = """
-name: mlp
-params: {hidden: 32}
-inputs: {image: [B, 1, 8, 8]}
-graph:
-  flatten: flatten
-  fc1: {op: linear, out: $hidden}
-  act: relu
-  fc2: {op: linear, out: 10}
-"""
 RECIPE = """
 name: {name}
 spec: mlp.yaml
@@ -39,7 +30,7 @@ seed: 3
 def trained(tmp_path_factory) -> tuple[Path, Path]:
     """A finished one-epoch run of `tiny` (its recipe file and run folder)."""
     root = tmp_path_factory.mktemp("ckpt")
-    (root / "mlp.yaml").write_text(textwrap.dedent(SPEC))
+    (root / "mlp.yaml").write_text(textwrap.dedent(MLP))
     recipe = root / "tiny.yaml"
     recipe.write_text(textwrap.dedent(RECIPE.format(name="tiny")))
     assert main(["train", str(recipe), "--output", str(root / "runs"), "--device", "cpu"]) == 0

@@ -28,6 +28,7 @@ from engine.train.weights import (
     torchvision_model,
     torchvision_specs,
 )
+from tests.oracle import randomise_batchnorm
 
 SEGMENTATION = set(torchvision.models.list_models(module=segmentation))
 SMALL = ["mobilenet_v3_small", "shufflenet_v2_x0_5", "mnasnet0_5", "regnet_x_400mf",
@@ -41,16 +42,6 @@ def _torchvision_names(spec: str) -> list[str]:
     names = {spec, re.sub(r"(?<=[a-z])(?=\d)", "_", spec)}
     return sorted(n for n in names if n in torchvision.models.list_models()
                   and len(torchvision.models.get_model_weights(n)) > 0)
-
-
-def _randomise_batchnorm(model: torch.nn.Module) -> None:
-    # Fresh BN statistics are 0/1, which would hide a mismatch in eval mode.
-    for m in model.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 1.5)
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(-0.5, 0.5)
 
 
 @pytest.fixture
@@ -139,7 +130,7 @@ def test_torchvision_weights_load_and_give_torchvisions_outputs(spec, offline):
     torch.manual_seed(0)
     name = torchvision_model(spec)
     ref = _reference(name).eval()
-    _randomise_batchnorm(ref)  # statistics other than 0/1, so a wrong mapping shows
+    randomise_batchnorm(ref)  # statistics other than 0/1, so a wrong mapping shows
     _cache(offline, torchvision.models.get_model_weights(name).DEFAULT, ref)
     model = engine.build(spec, weights="torchvision").eval()
     x = torch.randn(2, 3, 64, 80)
