@@ -195,14 +195,15 @@ def load_recipe(recipe: str | Path, overrides: list[str] | None = None) -> Recip
     spec_path, spec_set = _spec_ref(doc, path, errors) if not errors else (None, {})
     if not errors:
         errors += [d for rule in RULES for d in rule(doc)]
-    shaped = None
+    shaped, info = None, None
     if spec_path is not None and not errors:
-        spec_set = {**_data_params(doc, spec_path, errors), **spec_set}
+        info = _data_info(doc, errors)  # read once: the spec's data sizes and the class count
+        spec_set = {**_data_params(info, spec_path), **spec_set}
     if spec_path is not None and not errors:
         shaped, spec_errors = _analyze_spec(spec_path, spec_set)
         errors += spec_errors
     if shaped is not None:
-        errors += check_weights(doc, shaped.spec.name) + check_fit(doc, shaped)
+        errors += check_weights(doc, shaped.spec.name) + check_fit(doc, shaped, info)
     if errors:
         raise SpecError(dedupe(errors))
     values = {**DEFAULTS, **{k: v for k, v in doc.items() if k != "extends"}}
@@ -405,7 +406,7 @@ RULES = (check_procedure, check_dataset, check_optimizers, check_scheduler_loss_
          check_arguments, check_length, check_transforms, check_weights, check_finite)
 
 
-def check_fit(doc: LocDict, shaped) -> list[Diagnostic]:
+def check_fit(doc: LocDict, shaped, info=None) -> list[Diagnostic]:
     """The procedure can train this spec on this data: one network or several, as it needs,
     and what the procedure itself checks (a classifier's logits cover the data's classes)."""
     name = procedure_options(doc["procedure"])[0]
@@ -422,18 +423,9 @@ def check_fit(doc: LocDict, shaped) -> list[Diagnostic]:
                            "bundled recipes for the names it needs)")]
     if spec.multi:
         return []
-    classes = _data_classes(doc)
+    classes = info.num_classes if info is not None else 0
     return [Diagnostic(message, at, "spec", hint)
             for message, hint in procedure.spec_problems(shaped, classes)]
-
-
-def _data_classes(doc: LocDict) -> int:
-    from engine.train.data import dataset_info
-    data = doc["data"]
-    try:
-        return dataset_info(data["dataset"], data.get("root"), dict(data.get("args") or {})).num_classes
-    except SpecError:  # reported by check_dataset
-        return 0
 
 
 def _spec_ref(doc: Any, path: Path, errors: list) -> tuple[Path | None, dict]:
@@ -453,20 +445,24 @@ def _spec_ref(doc: Any, path: Path, errors: list) -> tuple[Path | None, dict]:
         return None, {}
 
 
-def _data_params(doc: LocDict, spec_path: Path, errors: list) -> dict:
+def _data_info(doc: LocDict, errors: list):
+    """The dataset's DatasetInfo (sizes, classes), or None with its errors added."""
+    from engine.train.data import dataset_info
+    data = doc.get("data") or {}
+    try:
+        return dataset_info(data["dataset"], data.get("root"), dict(data.get("args") or {}))
+    except SpecError as err:
+        errors += [Diagnostic(d.message, doc.value_loc("data"), "data", d.hint) for d in err.diagnostics]
+        return None
+
+
+def _data_params(info, spec_path: Path) -> dict:
     """Sizes only the data knows (a vocabulary's), for the spec params of the same names.
 
     A text dataset's `DatasetInfo.spec_params` (e.g. `{src_vocab: 7853, tgt_vocab: 5893, pad: 0}`)
     fills the params the spec declares under those names; the recipe's own `spec: {set: ...}`
     still wins. Image datasets give none, so their recipes are unaffected.
     """
-    from engine.train.data import dataset_info
-    data = doc.get("data") or {}
-    try:
-        info = dataset_info(data["dataset"], data.get("root"), dict(data.get("args") or {}))
-    except SpecError as err:
-        errors += [Diagnostic(d.message, doc.value_loc("data"), "data", d.hint) for d in err.diagnostics]
-        return {}
     given = getattr(info, "spec_params", None) or {}
     if not given:
         return {}

@@ -334,14 +334,14 @@ class Run:
             self.position.loss_sum = self.position.acc_sum = 0.0
             self.position.seen = 0
 
-    def restore(self, path: Path, same_recipe: bool = False) -> None:
+    def restore(self, path: Path, same_recipe: bool = False, state: dict | None = None) -> None:
         """Load a checkpoint (one loader for resume, eval, infer and sample): verified
         (checkpoint.load_checkpoint), matched against this run (`fits`: the same procedure and
         resolved spec; the same recipe and optimizers too where the run continues), then
         loaded; a state that still does not fit is a located error, never a crash. Evaluating
         or sampling with another recipe of the same network is allowed (DDIM sampling a DDPM
         run's checkpoint)."""
-        state = load_checkpoint(path)
+        state = load_checkpoint(path) if state is None else state  # read and hashed once
         resuming_only = ("recipe", "optimizer")  # evaluating needs only the network and procedure
         fits(state, path, self.recipe.name, {k: v for k, v in self.meta().items()
                                              if same_recipe or k not in resuming_only})
@@ -440,7 +440,7 @@ def open_checkpoint(recipe_name: str, overrides: list[str], checkpoint: str,
     """A run restored from a checkpoint, for `engine eval`, `infer` and `sample`."""
     from engine.train.recipe import load_recipe
     recipe = load_recipe(recipe_name, overrides)
-    load_checkpoint(checkpoint)  # a missing or damaged file is reported before the set-up
+    state = load_checkpoint(checkpoint)  # a missing or damaged file is reported before the set-up
     run = Run(recipe, Path(checkpoint).resolve().parent.parent, device, weights=False)
-    run.restore(Path(checkpoint))
+    run.restore(Path(checkpoint), state=state)
     return run
