@@ -18,7 +18,8 @@ from engine.train.checkpoint import load_checkpoint, trained_weights
 from engine.train.recipe import load_recipe
 from engine.train.runner import Run
 from engine.train.weights import TORCHVISION
-from tests.compiler.test_torchvision_parity import VARIANTS, _randomise_batchnorm
+from tests.compiler.test_torchvision_parity import VARIANTS
+from tests.oracle import randomise_batchnorm
 
 TINY = """
 name: {name}
@@ -39,7 +40,7 @@ def hub(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     torch.manual_seed(7)
     model = torchvision.models.resnet18(num_classes=1000)
-    _randomise_batchnorm(model)  # statistics other than 0/1, so a wrong mapping shows
+    randomise_batchnorm(model)  # statistics other than 0/1, so a wrong mapping shows
     url = torchvision.models.get_model_weights("resnet18").DEFAULT.url
     path = tmp_path / "torch" / "hub" / "checkpoints" / url.rsplit("/", 1)[1]
     path.parent.mkdir(parents=True)
