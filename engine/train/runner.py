@@ -138,11 +138,19 @@ class Run:
         every = recipe.get("checkpoint", {}).get("every_steps", 0)
         if pos.stopped and self.dist.is_main:
             print(f"the run stopped early: {pos.stopped}", flush=True)
-        while pos.epoch < self.epochs and pos.step < self.total_steps and not pos.stopped:
-            self.train_epoch(every)
-            if pos.step >= self.total_steps and pos.batch != 0:
-                pos.batch = 0  # a `steps:` run ends inside an epoch: close it here
-            self.end_epoch()
+        try:
+            while pos.epoch < self.epochs and pos.step < self.total_steps and not pos.stopped:
+                self.train_epoch(every)
+                if pos.step >= self.total_steps and pos.batch != 0:
+                    pos.batch = 0  # a `steps:` run ends inside an epoch: close it here
+                self.end_epoch()
+        except BaseException as error:
+            # `engine runs` then says why the run ended instead of calling it killed
+            if self.dist.is_main:
+                state = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
+                write_status(self.folder, state, reason=str(error).splitlines()[0] if str(error) else
+                             type(error).__name__)
+            raise
         return self.finish()
 
     def train_epoch(self, every_steps: int) -> None:

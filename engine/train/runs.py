@@ -1,9 +1,10 @@
 """`engine runs`: the run folders under a folder, and `engine runs compare A B`.
 
 A run folder is one with a recipe.yaml (engine/train/runner.py writes it). Its status comes from
-the `status` file (engine/train/tracking.py): `finished`, `running` while its process lives on
-this host, `killed` when it is gone; folders without one are judged by their metrics rows against
-the recipe's epochs. Nothing here imports the runner or the recipe loader: only the files are read.
+the `status` file (engine/train/tracking.py): `finished`, `failed` or `interrupted` (an error or
+Ctrl-C ended it), `running` while its process lives on this host, `killed` when it is gone;
+folders without one are judged by their metrics rows against the recipe's epochs. Nothing here
+imports the runner or the recipe loader: only the files are read.
 """
 
 from __future__ import annotations
@@ -52,8 +53,8 @@ def spec_hash(folder: Path) -> str:
 def run_status(folder: Path, recipe: dict, rows: list[dict]) -> str:
     status = read_status(folder)
     state = status.get("state")
-    if state == "finished":
-        return "finished"
+    if state in ("finished", "failed", "interrupted"):
+        return state
     if state == "running":
         if status.get("host") != socket.gethostname():
             return "running?"  # another machine's process: cannot be checked from here

@@ -67,14 +67,17 @@ class Tracker:
             self.writer = None
 
 
-def write_status(folder: Path, state: str) -> None:
-    """<folder>/status: `running` (with pid, host, start time) or `finished` (with end time);
-    the first start time is kept across resumes."""
+def write_status(folder: Path, state: str, reason: str = "") -> None:
+    """<folder>/status: `running` (with pid, host, start time), `finished`, or `failed` /
+    `interrupted` with the reason (the error's first line); the first start time is kept across
+    resumes."""
     path = Path(folder) / STATUS
     old = read_status(folder)
     now = time.time()
     status = {"state": state, "pid": os.getpid(), "host": socket.gethostname(),
               "started": old.get("started", now), "updated": now}
+    if reason:
+        status["reason"] = reason[:200]
     write_text_atomic(path, json.dumps(status) + "\n")
 
 

@@ -252,17 +252,20 @@ def test_the_declared_recipe_keys_follow_the_recipe_schema():
 
 def test_the_issue_command_trains_digits_cnn(tmp_path, capsys):
     """`engine train digits_cnn --set lr=1e-3 --set +scheduler.warmup_steps=10 --set
-    ~loss.label_smoothing`: digits_cnn already has `scheduler.warmup_steps: 40`, so `+` (add a
-    new key) refuses it and says to drop the `+` or use `++`; with `++` the command trains."""
+    ~loss.label_smoothing` trains (shortened to one epoch), and the run's saved recipe holds all
+    three changes. On that saved recipe, which now sets the key, `+` is refused (`+` only adds), as
+    in Hydra, with a hint to drop the `+` or write `++`."""
     from engine.cli import main
     out = tmp_path / "runs"
-    base = ["train", "digits_cnn", "--set", "lr=1e-3", "--set", "~loss.label_smoothing",
-            "--set", "epochs=1", "--output", str(out), "--device", "cpu"]
-    assert main([*base, "--set", "+scheduler.warmup_steps=10"]) == 1
-    err = capsys.readouterr().err
-    assert "'scheduler.warmup_steps' already exists (it is 40)" in err and "drop the '+'" in err
-    assert main([*base, "--set", "++scheduler.warmup_steps=10"]) == 0
+    command = ["train", "digits_cnn", "--set", "lr=1e-3", "--set", "+scheduler.warmup_steps=10",
+               "--set", "~loss.label_smoothing", "--set", "epochs=1", "--output", str(out),
+               "--device", "cpu"]
+    assert main(command) == 0
     [folder] = out.iterdir()
     saved = yaml.safe_load((folder / "recipe.yaml").read_text())
     assert saved["optimizer"]["lr"] == 1e-3 and saved["scheduler"]["warmup_steps"] == 10
     assert "label_smoothing" not in saved["loss"] and saved["epochs"] == 1
+    capsys.readouterr()
+    assert main(["validate", str(folder / "recipe.yaml"), "--set", "+scheduler.warmup_steps=20"]) == 1
+    err = capsys.readouterr().err
+    assert "'scheduler.warmup_steps' already exists (it is 10)" in err and "drop the '+'" in err

@@ -262,4 +262,10 @@ def test_non_finite_numbers_are_refused_and_a_nan_loss_stops_the_run(tmp_path, c
     assert main(argv) == 1
     err = capsys.readouterr().err
     assert "the training loss is nan at step" in err and "training stopped" in err
+    # the stopped run's folder says why it ended (`engine runs` shows `failed`, not `killed`)
+    [folder] = (tmp_path / "runs").iterdir()
+    status = json.loads((folder / "status").read_text())
+    assert status["state"] == "failed" and "the training loss is nan at step" in status["reason"]
+    assert main(["runs", str(tmp_path / "runs")]) == 0
+    assert "failed" in capsys.readouterr().out
     assert main([*argv, "--set", "stop_on_nonfinite=false"]) == 0
