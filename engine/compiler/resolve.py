@@ -95,7 +95,7 @@ class _Resolver(Repeats, Budget):
             graph = {}
         first = next(iter(inputs), DEFAULT_INPUT)
         nodes = self.nodes(graph, scope, path, first)
-        outputs = self.outputs(defn, nodes, first, path)
+        outputs = self.outputs(defn, nodes, first, path, scope)
         graph_ir = Graph(name, inputs, nodes, outputs, defn.loc)
         graph_ir.input_locs = {k: declared.value_loc(k) for k in declared}
         return graph_ir
@@ -117,7 +117,8 @@ class _Resolver(Repeats, Budget):
                 out.append(self.value(d, scope, loc, path))
         return out
 
-    def outputs(self, defn: LocDict, nodes: list[Node], first: str, path: str) -> dict[str, Ref]:
+    def outputs(self, defn: LocDict, nodes: list[Node], first: str, path: str,
+                scope: dict) -> dict[str, Ref]:
         declared = defn.get("outputs")
         if declared is None:
             return {"out": Ref(nodes[-1].name if nodes else first)}
@@ -128,7 +129,29 @@ class _Resolver(Repeats, Budget):
                 "; it is empty" if isinstance(declared, dict) else ""),
                 defn.value_loc("outputs"), path, "write outputs: {logits: fc}")
             return {}
-        return {k: parse_ref(str(v)) for k, v in declared.items()}
+        refs = {k: self.output(k, v, declared, scope, path) for k, v in declared.items()}
+        kept = {k: ref for k, ref in refs.items() if ref is not None}
+        if not kept:
+            self.error("every output is switched off by its `when:`", defn.value_loc("outputs"), path,
+                       "leave at least one output without `when:` (the main one)")
+        return kept
+
+    def output(self, name: str, value: Any, declared: LocDict, scope: dict, path: str) -> Ref | None:
+        """`name: node`, or `name: {node: aux1, when: $aux_logits}`: an output that a param
+        switches on (None when it is off: the output is not returned)."""
+        if not isinstance(value, dict):
+            return parse_ref(str(value))
+        loc = declared.value_loc(name)
+        if "node" not in value or set(value) - {"node", "when"}:
+            self.error(f"output '{name}' must be a node name or {{node: NAME, when: CONDITION}}",
+                       loc, path, f"write {name}: {{node: fc, when: $flag}}")
+            return None
+        when_loc = value.value_loc("when") if isinstance(value, LocDict) else loc
+        when = self.value(value.get("when", True), scope, when_loc, path)
+        if when is not INVALID and not isinstance(when, bool):
+            self.error(f"the `when:` of output '{name}' must be true or false, got {when!r}",
+                       when_loc, path, "write when: $flag, a bool param, or a comparison")
+        return parse_ref(str(value["node"])) if when is INVALID or when else None
 
     # ---- params and values ----------------------------------------------------------------
     def bind_params(self, decls: Any, args: dict, outer: dict, loc: Loc, path: str,
@@ -352,8 +375,8 @@ class _Resolver(Repeats, Budget):
             nodes = self.nodes(block.get("nodes") or {}, inner, path, names[0])
         finally:
             self.block_stack.pop()
-        body = Graph(op, {n: None for n in names}, nodes, self.outputs(block, nodes, names[0], path),
-                     block.loc)
+        body = Graph(op, {n: None for n in names}, nodes,
+                     self.outputs(block, nodes, names[0], path, inner), block.loc)
         return Node(name, op, "graph", inputs, args, loc, path, body=body, arg_locs=arg_locs)
 
     def seq(self, name: str, raw: LocDict, scope: dict, path: str, inputs: list[Ref]) -> Node:
@@ -413,7 +436,7 @@ class _Resolver(Repeats, Budget):
             graph = {}
         nodes = self.nodes(graph, scope, path, DEFAULT_INPUT)
         body = Graph(name, {DEFAULT_INPUT: None}, nodes,
-                     self.outputs(raw, nodes, DEFAULT_INPUT, path), raw.loc)
+                     self.outputs(raw, nodes, DEFAULT_INPUT, path, scope), raw.loc)
         return Node(name, "graph", "graph", inputs, {}, raw.loc, path, body=body)
 
 

@@ -137,8 +137,11 @@ def _common_defs() -> dict[str, Any]:
              "required": ["shape"], "additionalProperties": False}]}},
         "shape": {"type": "array", "items": {"anyOf": [{"type": "integer", "minimum": 0},
                                                        {"type": "string"}]}},
-        "outputs": {"anyOf": [{"type": "string"},
-                              {"type": "object", "additionalProperties": {"type": "string"}}]},
+        "outputs": {"anyOf": [{"type": "string"}, {"type": "object", "additionalProperties": {"anyOf": [
+            {"type": "string"},
+            {"type": "object", "required": ["node"], "additionalProperties": False,
+             "description": "an output a param switches on: {node: aux1, when: $aux_logits}",
+             "properties": {"node": {"type": "string"}, "when": {}}}]}}]},
         "graph": {"type": "object", "additionalProperties": {"$ref": "#/$defs/node"}},
         "seq_item": {
             "if": {"type": "object", "required": ["each"]},

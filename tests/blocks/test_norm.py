@@ -94,3 +94,18 @@ def test_group_norm_matches_functional():
     x = torch.randn(3, 8, 5, 5)
     torch.testing.assert_close(block(x), F.group_norm(x, 4, block.weight, block.bias, 1e-6))
     assert block.label() == "group norm, 4 groups"
+
+
+def test_lrn_matches_torch_and_the_papers_formula():
+    torch.manual_seed(0)
+    x = torch.randn(2, 7, 5, 5)
+    block = _block("lrn")  # the defaults: size 5, alpha 1e-4, beta 0.75, k 2
+    assert list(block.state_dict()) == [] and block.label() == "local response norm, size 5"
+    torch.testing.assert_close(block(x), torch.nn.LocalResponseNorm(5, 1e-4, 0.75, 2.0)(x))
+    custom = _block("lrn", size=3, alpha=5e-4, beta=0.5, k=1.0)
+    torch.testing.assert_close(custom(x), torch.nn.LocalResponseNorm(3, 5e-4, 0.5, 1.0)(x))
+    # Krizhevsky et al.'s sum over the n = 5 channels around c (clipped at the ends), with
+    # torch's alpha / n: b_c = a_c / (k + alpha / n * sum a_j^2) ** beta
+    squares = F.pad(x.pow(2), (0, 0, 0, 0, 2, 2))
+    window = sum(squares[:, j:j + 7] for j in range(5))
+    torch.testing.assert_close(block(x), x / (2.0 + 1e-4 / 5 * window) ** 0.75)
