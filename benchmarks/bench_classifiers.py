@@ -1,11 +1,17 @@
 """Engine-built classifiers against torchvision's hand-written ones, measured interleaved in one process.
 
-Prints, per model, the median of per-round ratios torchvision_time / engine_time (higher is
-better for the engine; 1.0 = equal) for
-  - forward+backward of one training step on a random batch (same weights in both models), and
+Prints ratios torchvision_time / engine_time (higher is better for the engine; 1.0 = equal), each
+the median of per-round ratios with the min-max range beside it, for
+  - inference (eval, no_grad) at batch 1 and 16, plain and channels_last for the conv nets,
+  - forward+backward of one training step on a random batch, and
   - build time: `engine.build(spec)` (load, resolve, validate, infer shapes, build, initialise)
-    against torchvision's constructor.
-Goal: >= 0.98 for both. Usage: python benchmarks/bench_classifiers.py [--rounds 7] [--batch 4]
+    against torchvision's constructor (skip with --no-build).
+Both models hold the same weights (torchvision's state_dict loaded into the engine's model). The
+fair way: one thread by default (--threads), process CPU time (time.process_time, which other
+jobs on a shared machine do not inflate) for the ratios with wall time printed beside it, warm-up
+calls first, then rounds that alternate which model runs first.
+Goals: inference >= 1.00, training >= 0.99, build >= 0.98.
+Usage: python benchmarks/bench_classifiers.py [--models resnet50 vit_b16] [--rounds 7] [--threads 1]
 """
 
 from __future__ import annotations
@@ -13,69 +19,149 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from dataclasses import dataclass
 
 import torch
 import torchvision
 
 import engine
 
-MODELS = {"resnet50": torchvision.models.resnet50, "vit_b16": torchvision.models.vit_b_16}
-GOAL = 0.98
+MODELS = {"resnet50": torchvision.models.resnet50, "densenet121": torchvision.models.densenet121,
+          "convnext_tiny": torchvision.models.convnext_tiny, "vit_b16": torchvision.models.vit_b_16}
+CONV_NETS = {"resnet50", "densenet121", "convnext_tiny"}  # the ones channels_last applies to
+GOALS = {"inference": 1.00, "training": 0.99, "build": 0.98}
 
 
-def timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+@dataclass
+class Result:
+    """Per-round ratios (CPU time) and the median times of both sides."""
+
+    ratios: list[float]
+    cpu_ref: float
+    cpu_eng: float
+    wall_ref: float
+    wall_eng: float
+
+    @property
+    def ratio(self) -> float:
+        return statistics.median(self.ratios)
+
+    def text(self) -> str:
+        return (f"{self.ratio:.3f} [{min(self.ratios):.3f}-{max(self.ratios):.3f}]  cpu ms: tv "
+                f"{self.cpu_ref * 1e3:8.1f} eng {self.cpu_eng * 1e3:8.1f}  wall ms: tv "
+                f"{self.wall_ref * 1e3:8.1f} eng {self.wall_eng * 1e3:8.1f}")
 
 
-def train_step(model: torch.nn.Module, x: torch.Tensor) -> None:
-    model.zero_grad(set_to_none=True)
-    model(x).sum().backward()
+def timed(fn, calls: int) -> tuple[float, float]:
+    """(process CPU time, wall time) of `calls` calls of fn, per call."""
+    cpu, wall = time.process_time(), time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return (time.process_time() - cpu) / calls, (time.perf_counter() - wall) / calls
 
 
-def interleaved(a, b, rounds: int, warmup: int) -> tuple[float, float, float]:
-    """Median of a/b time ratios over rounds (order alternating), plus both medians."""
+def interleaved(ref, eng, rounds: int, warmup: int, calls: int = 1) -> Result:
+    """Rounds of `calls` calls of each, the first side alternating; ratio = ref / eng CPU time."""
     for _ in range(warmup):
-        a(), b()
-    ta, tb, ratios = [], [], []
+        ref(), eng()
+    times: dict[str, list[tuple[float, float]]] = {"ref": [], "eng": []}
+    ratios = []
     for r in range(rounds):
-        first, second = (a, b) if r % 2 == 0 else (b, a)
-        t1, t2 = timed(first), timed(second)
-        t_a, t_b = (t1, t2) if r % 2 == 0 else (t2, t1)
-        ta.append(t_a), tb.append(t_b), ratios.append(t_a / t_b)
-    return statistics.median(ratios), statistics.median(ta), statistics.median(tb)
+        order = [("ref", ref), ("eng", eng)] if r % 2 == 0 else [("eng", eng), ("ref", ref)]
+        got = {side: timed(fn, calls) for side, fn in order}
+        times["ref"].append(got["ref"]), times["eng"].append(got["eng"])
+        ratios.append(got["ref"][0] / got["eng"][0])
+
+    def median(side: str, i: int) -> float:
+        return statistics.median(t[i] for t in times[side])
+    return Result(ratios, median("ref", 0), median("eng", 0), median("ref", 1), median("eng", 1))
 
 
-def bench(name: str, rounds: int, batch: int) -> tuple[float, float]:
-    ref = MODELS[name]().train()
-    model = engine.build(name).train()
-    model.load_state_dict(ref.state_dict())
+def models(name: str, train: bool) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """torchvision's model and the engine's, with the same weights."""
+    ref = MODELS[name]().train(train)
+    model = engine.build(name).train(train)
+    engine.load_reference_state_dict(model, ref.state_dict(), name, strict=True)
+    return ref, model
+
+
+def inference(name: str, batch: int, channels_last: bool, rounds: int) -> Result:
+    ref, model = models(name, train=False)
     x = torch.randn(batch, 3, 224, 224)
-    speed, t_ref, t_eng = interleaved(lambda: train_step(ref, x), lambda: train_step(model, x),
-                                      rounds, warmup=2)
-    print(f"{name:<9} forward+backward (batch {batch}): torchvision {t_ref * 1e3:7.1f} ms, "
-          f"engine {t_eng * 1e3:7.1f} ms, ratio {speed:.3f}")
-    build, b_ref, b_eng = interleaved(MODELS[name], lambda: engine.build(name), rounds, warmup=1)
-    print(f"{name:<9} build:                        torchvision {b_ref * 1e3:7.1f} ms, "
-          f"engine {b_eng * 1e3:7.1f} ms, ratio {build:.3f}")
-    return speed, build
+    if channels_last:
+        ref, model = ref.to(memory_format=torch.channels_last), model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+
+    def run(m):
+        with torch.no_grad():
+            m(x)
+    calls = 3 if batch == 1 else 1  # batch 16 is long enough in one call: keeps rounds short
+    return interleaved(lambda: run(ref), lambda: run(model), rounds, warmup=2, calls=calls)
+
+
+def training(name: str, batch: int, rounds: int) -> Result:
+    ref, model = models(name, train=True)
+    x = torch.randn(batch, 3, 224, 224)
+
+    def step(m):
+        m.zero_grad(set_to_none=True)
+        m(x).sum().backward()
+    return interleaved(lambda: step(ref), lambda: step(model), rounds, warmup=2)
+
+
+def build_time(name: str, rounds: int) -> Result:
+    return interleaved(MODELS[name], lambda: engine.build(name), rounds, warmup=1)
+
+
+def bench(name: str, args) -> dict[str, Result]:
+    """Every measurement of one model, printed as it completes."""
+    cells = [(f"inference b{b}{' cl' if cl else ''}", lambda b=b, cl=cl: inference(name, b, cl, args.rounds))
+             for b in (1, 16) for cl in ((False, True) if name in CONV_NETS else (False,))]
+    cells.append((f"training b{args.batch}", lambda: training(name, args.batch, args.rounds)))
+    if args.build:
+        cells.append(("build", lambda: build_time(name, args.rounds)))
+    results = {}
+    for label, measure in cells:
+        results[label] = measure()
+        print(f"{name:<13} {label:<18} {results[label].text()}", flush=True)
+    return results
+
+
+def table(results: dict[str, dict[str, Result]]) -> None:
+    """The inference ratios as the issue's table, then training and build per model."""
+    columns = ["inference b1", "inference b1 cl", "inference b16", "inference b16 cl"]
+    print("\n| inference | batch 1 | batch 1, channels_last | batch 16 | batch 16, channels_last |")
+    print("| --- | --- | --- | --- | --- |")
+    for name, cells in results.items():
+        row = [f"{cells[c].ratio:.3f} [{min(cells[c].ratios):.3f}-{max(cells[c].ratios):.3f}]"
+               if c in cells else "–" for c in columns]
+        print(f"| {name} | " + " | ".join(row) + " |")
+    print()
+    for name, cells in results.items():
+        worst = min(r.ratio for label, r in cells.items() if label.startswith("inference"))
+        verdicts = [f"inference min {worst:.3f} ({'ok' if worst >= GOALS['inference'] else 'below'})"]
+        for kind in ("training", "build"):
+            found = [r for label, r in cells.items() if label.startswith(kind)]
+            if found:
+                ok = "ok" if found[0].ratio >= GOALS[kind] else "below"
+                verdicts.append(f"{kind} {found[0].ratio:.3f} ({ok})")
+        print(f"{name:<13} " + ", ".join(verdicts))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds (median of these)")
+    parser.add_argument("--batch", type=int, default=4, help="training batch")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: the fair default)")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--no-build", dest="build", action="store_false", help="skip build times")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{args.rounds} interleaved rounds; ratio = torchvision time / engine time")
-    results = {name: bench(name, args.rounds, args.batch) for name in args.models}
-    print()
-    for name, (speed, build) in results.items():
-        verdict = "ok" if min(speed, build) >= GOAL else "below goal"
-        print(f"{name:<9} speed ratio {speed:.3f}  build ratio {build:.3f}  (goal >= {GOAL}: {verdict})")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.rounds} interleaved "
+          "rounds; ratio = torchvision time / engine time (process CPU), median [min-max]")
+    results = {name: bench(name, args) for name in args.models}
+    table(results)
 
 
 if __name__ == "__main__":

@@ -1,19 +1,33 @@
-"""Summary, render (to DOT) and diff: time beyond imports, memory, and scaling with graph size.
+"""The views against their peers and their budgets: start-up, summary, render, diff, scaling.
 
-For vit_l16 and vgg19 it prints the median time of `engine summary`, `engine render` (DOT text)
-and `engine diff` (each including the spec's load, resolve, validation and shape inference) and
-how much resident memory they added: no weights are allocated, so it stays far below the
-weights' size. Then it times the same on a generated spec with N and 10N blocks and prints the
-10N/N ratio (linear growth gives ~10). Usage: python benchmarks/bench_views.py [--rounds 5]
+Prints, one thread, medians of --rounds, process CPU time beside wall time (the machine may be
+shared: CPU time is the steadier figure):
+1. `engine --help` and `import engine` in a fresh process (CPU of the child);
+2. `engine summary densenet121` (load, validation, shape inference, summary) against ptflops
+   counting the same model's MACs with a real forward pass; ptflops is an optional benchmark
+   dependency (`pip install ptflops`), not one of the project's: without it the peer is a
+   plain torchvision forward with hooks counting conv/linear MACs, and the line says so;
+3. summary, render (DOT text) and diff of vit_l16 and vgg19 after import, and the resident
+   memory they added (no weights are allocated, so it stays far below the weights' size);
+4. validate (load to shapes) and summary of a generated chain of 100, 1,000 and 10,000 residual
+   blocks, with the ratio per 10x blocks (linear growth gives ~10).
+No figure is asserted here or in any test. Usage: python benchmarks/bench_views.py [--rounds 5]
+[--max-blocks 10000]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
+
+import torch
 
 from engine.compiler import analyze
 from engine.views.diff import diff_specs
@@ -44,13 +58,87 @@ def rss_mb() -> float:
     return pages * 4096 / 2**20
 
 
-def median_time(fn, rounds: int) -> float:
-    times = []
+def timed(fn, rounds: int) -> tuple[float, float]:
+    """Median (wall, CPU) seconds of `rounds` calls."""
+    walls, cpus = [], []
     for _ in range(rounds):
-        start = time.perf_counter()
+        wall, cpu = time.perf_counter(), time.process_time()
         fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        walls.append(time.perf_counter() - wall)
+        cpus.append(time.process_time() - cpu)
+    return statistics.median(walls), statistics.median(cpus)
+
+
+def ms(seconds: tuple[float, float]) -> str:
+    return f"{seconds[1] * 1e3:8.1f} ms CPU ({seconds[0] * 1e3:8.1f} wall)"
+
+
+def child_cpu(argv: list[str], rounds: int) -> tuple[float, float]:
+    """Median (wall, CPU) seconds of a fresh process, its own CPU time (user + system)."""
+    walls, cpus = [], []
+    for _ in range(rounds):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        wall = time.perf_counter()
+        subprocess.run(argv, check=True, capture_output=True,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+        walls.append(time.perf_counter() - wall)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return statistics.median(walls), statistics.median(cpus)
+
+
+def startup(rounds: int) -> None:
+    print("start-up, a fresh process (budget: engine --help under 1 s of CPU):")
+    python = sys.executable
+    for label, argv in (("python (nothing)", [python, "-c", "pass"]),
+                        ("import engine", [python, "-c", "import engine"]),
+                        ("engine --help", [python, "-m", "engine.cli", "--help"]),
+                        ("import torch (for scale)", [python, "-c", "import torch"])):
+        print(f"  {label:<26} {ms(child_cpu(argv, rounds))}")
+
+
+def peer_forward():
+    """(what it is, a function counting densenet121's MACs by running it) for the comparison."""
+    import torchvision
+    model = torchvision.models.densenet121().eval()
+    try:
+        from ptflops import get_model_complexity_info
+    except ImportError:
+        return "torchvision forward + hooks (ptflops not installed)", _hooked_forward(model)
+    return "ptflops forward", lambda: get_model_complexity_info(
+        model, (3, 224, 224), as_strings=False, print_per_layer_stat=False, backend="pytorch")
+
+
+def _hooked_forward(model):
+    """A forward pass with hooks adding up conv and linear MACs: what ptflops does, by hand."""
+    macs = [0]
+
+    def count(module, inputs, output):
+        if isinstance(module, torch.nn.Conv2d):
+            macs[0] += output.numel() * module.weight[0].numel()
+        elif isinstance(module, torch.nn.Linear):
+            macs[0] += output.numel() * module.in_features
+
+    def run():
+        handles = [m.register_forward_hook(count) for m in model.modules()]
+        with torch.no_grad():
+            model(torch.zeros(1, 3, 224, 224))
+        for h in handles:
+            h.remove()
+    return run
+
+
+def against_peer(rounds: int) -> None:
+    print("\nengine summary densenet121 against counting MACs with a forward pass (budget: 3x):")
+    label, peer = peer_forward()
+    peer()  # warm
+    ours = lambda: summarize(analyze("densenet121"))  # noqa: E731
+    ours()
+    engine_time, peer_time = timed(ours, rounds), timed(peer, rounds)
+    print(f"  {'engine summary':<26} {ms(engine_time)}")
+    print(f"  {label:<26} {ms(peer_time)}")
+    print(f"  engine is {peer_time[1] / engine_time[1]:.1f}x faster in CPU time "
+          f"({peer_time[0] / engine_time[0]:.1f}x in wall time)")
 
 
 def views(spec, other=None) -> dict:
@@ -61,31 +149,47 @@ def views(spec, other=None) -> dict:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--blocks", type=int, default=20, help="N of the scaling test")
-    args = parser.parse_args()
+def bundled(rounds: int) -> None:
+    print("\nviews after import (each from the spec's load; budget for vit_l16: 0.3 s):")
     for spec, other in (("vit_l16", "vit_l16"), ("vgg19", "vgg19_bn")):
         for name, fn in views(spec, other).items():
             fn()  # warm: imports, registry, schema validator
             before = rss_mb()
-            seconds = median_time(fn, args.rounds)
+            seconds = timed(fn, rounds)
             grown = rss_mb() - before
-            verdict = "ok" if seconds < 0.3 else "over 0.3 s"
             label = f"{name} {spec}" + (f" vs {other}" if name == "diff" else "")
-            print(f"{label:<28} {seconds * 1e3:7.1f} ms  (+{grown:5.1f} MB resident)  {verdict}")
+            print(f"  {label:<26} {ms(seconds)}  (+{grown:5.1f} MB resident)")
+
+
+def scaling(rounds: int, largest: int) -> None:
+    print("\nscaling: validate (load to shapes) and summary of a chain of N residual blocks "
+          "(5 layers each; linear growth gives a ratio of ~10 per 10x):")
+    previous = None
     with tempfile.TemporaryDirectory() as folder:
-        paths = {}
-        for n in (args.blocks, 10 * args.blocks):
-            paths[n] = Path(folder) / f"chain{n}.yaml"
-            paths[n].write_text(CHAIN.format(n=n))
-        print("\nscaling, a chain of N residual blocks (ratio of 10N to N; linear = 10):")
-        for name in ("summary", "render", "diff"):
-            small = median_time(views(paths[args.blocks])[name], args.rounds)
-            large = median_time(views(paths[10 * args.blocks])[name], args.rounds)
-            print(f"  {name:<8} N={args.blocks}: {small * 1e3:7.1f} ms   N={10 * args.blocks}: "
-                  f"{large * 1e3:8.1f} ms   ratio {large / small:5.2f}")
+        n = 100
+        while n <= largest:
+            path = Path(folder) / f"chain{n}.yaml"
+            path.write_text(CHAIN.format(n=n))
+            shaped = analyze(path)  # warm
+            runs = max(1, rounds if n < 10_000 else rounds // 2)
+            validate = timed(lambda p=path: analyze(p), runs)
+            summary = timed(lambda s=shaped: summarize(s), runs)
+            total = validate[1] + summary[1]
+            ratio = f"ratio {total / previous:5.2f}" if previous else ""
+            print(f"  N={n:<6} validate {ms(validate)}  summary {ms(summary)}  {ratio}")
+            previous, n = total, n * 10
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--max-blocks", type=int, default=10_000, help="largest N of the scaling")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    startup(args.rounds)
+    against_peer(args.rounds)
+    bundled(args.rounds)
+    scaling(args.rounds, args.max_blocks)
 
 
 if __name__ == "__main__":

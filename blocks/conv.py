@@ -18,6 +18,10 @@ class Conv(nn.Conv2d):
     `groups: ${input.channels}` gives a depthwise convolution; `pad: same` keeps H and W.
     """
 
+    # a fresh tensor its backward does not save: a later in-place op may overwrite it
+    # (engine/compiler/liveness.py)
+    overwritable_output = True
+
     def __init__(self, in_size: int, out: int, k: int | list[int] = 1,
                  stride: int | list[int] = 1, pad: int | list[int] | str = 0,
                  dilation: int | list[int] = 1, groups: int = 1, bias: bool = True,

@@ -16,6 +16,10 @@ class Linear(nn.Linear):
     refused: flatten it or permute it to channels-last first.
     """
 
+    # a fresh tensor its backward does not save: a later in-place op may overwrite it
+    # (engine/compiler/liveness.py)
+    overwritable_output = True
+
     def __init__(self, in_size: int, out: int, bias: bool = True):
         super().__init__(in_size, out, bias)
 

@@ -16,6 +16,11 @@ class Add(nn.Module):
     Shapes must be equal or broadcast (a [1, T, D] position table onto [B, T, D]).
     """
 
+    # a generated forward writes `x.add_(y)` where the graph proves nothing else reads x
+    # (engine/compiler/liveness.py); a sum is a fresh tensor add's backward does not save
+    inplace_method = "add_"
+    overwritable_output = True
+
     def __init__(self):
         super().__init__()
 

@@ -1,5 +1,5 @@
-"""Normalisation layers: batch, layer, group, instance, conditional batch and pixel norm, and
-the parameter-free L_p normalisation of vectors."""
+"""Normalisation layers: batch, layer, group, instance, local response, conditional batch and
+pixel norm, and the parameter-free L_p normalisation of vectors."""
 
 from __future__ import annotations
 
@@ -17,6 +17,10 @@ class BatchNorm(nn.BatchNorm2d):
 
     [B, C, H, W] -> [B, C, H, W].
     """
+
+    # a fresh tensor its backward does not save: a later in-place op may overwrite it
+    # (engine/compiler/liveness.py)
+    overwritable_output = True
 
     def __init__(self, in_size: int, eps: float = 1e-5, momentum: float = 0.1,
                  affine: bool = True, track_running_stats: bool = True):
@@ -106,6 +110,25 @@ class InstanceNorm(nn.InstanceNorm2d):
 
     def label(self) -> str:
         return "instance norm"
+
+
+@register("lrn", category="norm", same_shape=True,
+          example={"args": {"size": 3}, "inputs": [[2, 6, 4, 4]]})
+class LocalResponseNorm(nn.LocalResponseNorm):
+    """Local response normalisation across channels (Krizhevsky et al., "ImageNet
+    Classification with Deep Convolutional Neural Networks", 2012), as torch's
+    LocalResponseNorm: each value divided by (k + alpha / size * the sum of squares over the
+    `size` channels centred on it) ** beta. torch (and Caffe) divide `alpha` by `size`; the
+    paper's formula does not, so its alpha 1e-4 is alpha 5e-4 here with size 5. No parameters.
+
+    [B, C, H, W] -> [B, C, H, W] (also [B, C, *] -> [B, C, *]).
+    """
+
+    def __init__(self, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 2.0):
+        super().__init__(size, alpha, beta, k)
+
+    def label(self) -> str:
+        return f"local response norm, size {self.size}"
 
 
 def _float(x: Tensor) -> Tensor:

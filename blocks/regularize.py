@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from torch import Tensor, nn
-from torchvision.ops import stochastic_depth
 
 from engine.blocks.registry import register
 
@@ -36,6 +35,9 @@ class StochasticDepth(nn.Module):
         return f"drop path {self.p:.2g}"
 
     def forward(self, x: Tensor) -> Tensor:
+        # imported here: torchvision.ops pulls in torch._dynamo (seconds of start-up) for every
+        # spec, and only a forward through this block needs it
+        from torchvision.ops import stochastic_depth
         return stochastic_depth(x, self.p, self.mode, self.training)
 
     def extra_repr(self) -> str:

@@ -18,31 +18,57 @@ _here = _pathlib.Path(__file__).resolve().parent
 if not (_here / "blocks").is_dir():
     __path__.append(str(_here.parent))
 
-from engine.blocks.registry import register as register_block  # noqa: E402
-from engine.compiler import analyze, resolve_spec  # noqa: E402
-from engine.compiler.ir import SpecError  # noqa: E402
-from engine.compiler.statedict import load_reference_state_dict, rename_state_dict  # noqa: E402
+# The public names are imported on first use (PEP 562): `import engine`, and with it
+# `engine --help`, then costs no torch import (seconds of CPU), only what a command uses.
+_LAZY = {
+    "register_block": ("engine.blocks.registry", "register"),
+    "analyze": ("engine.compiler", "analyze"),
+    "resolve_spec": ("engine.compiler", "resolve_spec"),
+    "SpecError": ("engine.compiler.ir", "SpecError"),
+    "load_reference_state_dict": ("engine.compiler.statedict", "load_reference_state_dict"),
+    "rename_state_dict": ("engine.compiler.statedict", "rename_state_dict"),
+    "optimize": ("engine.compiler.optimize", "optimize"),
+}
 
 
-def build(spec, device: str = "cpu", weights: str | None = None, **params):
+def __getattr__(name: str):
+    """`engine.analyze`, `engine.register_block`, ...: imported from their module when first read."""
+    if name not in _LAZY:
+        raise AttributeError(f"module 'engine' has no attribute {name!r}")
+    import importlib
+    module, attribute = _LAZY[name]
+    value = getattr(importlib.import_module(module), attribute)
+    globals()[name] = value
+    return value
+
+
+def build(spec, device: str = "cpu", weights: str | None = None, optimize: bool = False,
+          **params):
     """Build a spec into an nn.Module (an nn.ModuleDict for multi-network specs).
 
     Keyword arguments override the spec's params: `build("resnet50", num_classes=10)`.
     `weights="torchvision"` (or `"torchvision:IMAGENET1K_V2"`, or a checkpoint file or glob: a
     run's `checkpoints/last.pt`) loads every entry whose key and shape agree; the others keep
     their fresh initialisation (engine/train/weights.py; `engine build SPEC --weights ...`
-    prints which).
+    prints which). `optimize=True` returns the inference-only build of
+    engine/compiler/optimize.py (batch norms folded, activations fused, convs packed); for its
+    report, call `engine.optimize(model, engine.analyze(spec))` on a plain build.
     """
+    from engine.compiler import analyze
     from engine.compiler import build as build_spec
-    if weights is None:
+    if weights is None and not optimize:
         return build_spec(spec, device, **params)
     from engine.compiler.build import build as build_modules
-    from engine.train.weights import load_weights
     shaped = analyze(spec, params)
     model = build_modules(shaped, device)
-    load_weights(model, shaped, weights)
+    if weights is not None:
+        from engine.train.weights import load_weights
+        load_weights(model, shaped, weights)
+    if optimize:
+        from engine.compiler.optimize import optimize as optimize_model
+        model = optimize_model(model, shaped, inplace=True)[0]
     return model
 
 
-__all__ = ["analyze", "build", "resolve_spec", "SpecError", "load_reference_state_dict",
+__all__ = ["analyze", "build", "optimize", "resolve_spec", "SpecError", "load_reference_state_dict",
            "rename_state_dict", "register_block"]

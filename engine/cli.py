@@ -15,8 +15,6 @@ import time
 import traceback
 from pathlib import Path
 
-from engine.compiler.ir import SpecError
-
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
@@ -32,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if not _load_plugins(args.plugins):
         return 2
+    # imported here, not at the top: `engine --help` then stops before importing torch (seconds)
+    from engine.compiler.ir import SpecError
     try:
         return args.func(args) or 0
     except SpecError as err:
@@ -169,6 +169,9 @@ def _spec_commands(sub) -> None:
                    "what loaded: torchvision (its default weights; torchvision:IMAGENET1K_V2 names "
                    "a set; cached by torch.hub), or a checkpoint file or glob "
                    "(runs/NAME-*/checkpoints/last.pt); entries whose shape differs start fresh")
+    b.add_argument("--optimize", action="store_true", help="also make the inference build (batch "
+                   "norms folded, activations fused, convs packed channels-last) and print what "
+                   "was folded, fused and skipped")
     r = _command(sub, "resolve", cmd_resolve, "print the fully resolved spec, or a recipe (its "
                  "keys with their defaults) and the spec it trains, resolved with the recipe's settings")
     r.add_argument("--json", action="store_true", help="JSON instead of YAML")
@@ -177,6 +180,8 @@ def _spec_commands(sub) -> None:
     e = _command(sub, "export", cmd_export, "export through PyTorch's exporters (ONNX, torch.export)")
     e.add_argument("--format", choices=["onnx", "torch-export"], required=True)
     e.add_argument("-o", "--output", required=True, help="the file to write")
+    e.add_argument("--optimize", action="store_true", help="export the inference build: batch "
+                   "norms folded into convs/linears (no oneDNN packing: exporters do not know it)")
 
 
 def _view_commands(sub) -> None:
@@ -248,6 +253,8 @@ def _training_commands(sub) -> None:
             c.add_argument("inputs", nargs="*", help="image files (classifiers, segmentation, "
                            "super-resolution) or sentences (translation)")
             c.add_argument("--file", help="a text file of sentences to translate, one per line")
+            c.add_argument("--optimize", action="store_true", help="run the inference build "
+                           "(as the recipe's `infer: {optimize: true}`)")
             c.add_argument("--beam", type=int, help="beam size for translation (default: the recipe's)")
             c.add_argument("-o", "--output", help="folder for written images (default: beside each "
                            "input); segmentation writes <stem>_mask.png and <stem>_overlay.png")
@@ -273,6 +280,7 @@ def _training_commands(sub) -> None:
 
 def cmd_validate(args) -> int:
     from engine.compiler import analyze
+    from engine.compiler.ir import SpecError
     failed: list = []
     for spec in args.specs:
         try:
@@ -304,6 +312,7 @@ def _is_recipe(path: str) -> bool:
         file = find_recipe(path) if "/" not in path and not file.suffix else file
         if not file.is_file() or file.parent.name != "recipes":
             return False
+    from engine.compiler.ir import SpecError
     from engine.compiler.load import read_file
     try:  # read_file: a regular UTF-8 file within the size limit
         text = read_file(file)
@@ -331,6 +340,9 @@ def cmd_build(args) -> int:
     print(f"\nbuilt {shaped.spec.name}: {total:,} parameters in {seconds:.2f} s")
     if args.weights:
         print(report)
+    if args.optimize:
+        from engine.compiler.optimize import optimize
+        print("\n" + optimize(model, shaped, inplace=True)[1].text())
     return 0
 
 
@@ -346,7 +358,10 @@ def cmd_render(args) -> int:
     from engine.compiler import analyze
     from engine.views.render import render_to_file
     shaped = analyze(args.spec, args.overrides)
-    path = render_to_file(shaped, args.output, args.format, args.depth, args.expand)
+    notes: list[str] = []
+    path = render_to_file(shaped, args.output, args.format, args.depth, args.expand, notes)
+    for note in notes:  # blocks left collapsed: too many clusters for Graphviz
+        print(f"note: {note}", file=sys.stderr)
     print(f"wrote {path}")
     return 0
 
@@ -359,7 +374,11 @@ def cmd_diff(args) -> int:
     print(json.dumps(diff_json(result), indent=2) if args.json else format_diff(result))
     if args.render:
         from engine.views.render import render_diff_to_file
-        print(f"wrote {render_diff_to_file(result, a, b, args.render)}", file=sys.stderr)
+        notes: list[str] = []
+        path = render_diff_to_file(result, a, b, args.render, notes=notes)
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr)
+        print(f"wrote {path}", file=sys.stderr)
     return 0
 
 
@@ -373,7 +392,8 @@ def cmd_codegen(args) -> int:
 
 def cmd_export(args) -> int:
     from engine.views.export import export_spec
-    path = export_spec(args.spec, args.overrides, args.format, args.output)
+    path = export_spec(args.spec, args.overrides, args.format, args.output,
+                       optimize=args.optimize)
     print(f"wrote {path}")
     return 0
 
@@ -510,6 +530,11 @@ def cmd_infer(args) -> int:
         print("engine infer: give inputs (files or sentences) or --file", file=sys.stderr)
         return 2
     run = open_checkpoint(args.recipe, args.overrides, args.checkpoint, args.device)
+    run.procedure.eval_model().eval()  # a restored model is in training mode: dropout, batch stats
+    if args.optimize or (run.recipe.get("infer") or {}).get("optimize"):
+        # packed oneDNN convs take float32: under the recipe's amp only the folds are done
+        report = run.procedure.optimize_for_inference(run.shaped, pack=not run.recipe.get("amp"))
+        print(report, file=sys.stderr)
     own = getattr(run.procedure, "infer", None)  # translation, segmentation, super-resolution
     if own is not None:
         for line in own(run, args):

@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 from pathlib import Path
 from typing import Any
 
@@ -43,11 +45,26 @@ def resolve_spec(spec: str | Path, overrides: list[str] | dict | None = None) ->
 
 def analyze(spec: str | Path, overrides: list[str] | dict | None = None) -> Shaped:
     """Everything up to shapes: what summaries, diagrams and diffs need (no weights allocated)."""
-    resolved = resolve_spec(spec, overrides)
-    shaped, errors = infer_shapes(resolved)
+    with collector_paused():
+        resolved = resolve_spec(spec, overrides)
+        shaped, errors = infer_shapes(resolved)
     if errors:
         raise SpecError(errors)
     return shaped
+
+
+@contextlib.contextmanager
+def collector_paused():
+    """Python's cyclic garbage collector off while a spec is analysed (or summarised): the
+    stages allocate many long-lived objects and no cycles worth collecting, and each full
+    collection scans every object alive, which made 10,000 blocks take 11.4x the time of 1,000."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def build(spec: str | Path, device: str = "cpu", **params: Any) -> nn.Module:

@@ -4,7 +4,9 @@ Every graph (a network, a spec block instance, a `seq`/`repeat`) becomes an `nn.
 whose `forward` is generated Python source, one line per node, compiled once per distinct
 source and shared by all instances (all sixteen ResNet-50 bottlenecks share two classes).
 The primitive modules are the very meta modules the shape stage made; they are materialised
-with `to_empty` and initialised once, so no default initialisation is wasted.
+with `to_empty` and initialised once, so no default initialisation is wasted. The forward
+drops each intermediate after its last read, and an add overwrites an operand nothing else reads
+(engine/compiler/liveness.py), as torchvision's hand-written forwards do.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from torch import nn
 from engine.compiler.init import apply_rule, initialize
 from engine.compiler.ir import Diagnostic, Graph, Node, Ref, Shaped, SpecError
 from engine.compiler.limits import limit
+from engine.compiler.liveness import Step, frees, inplace_expression, inplace_operands, with_frees
 from engine.compiler.names import NAME
 from engine.compiler.walk import all_nodes, iter_nodes
 
@@ -152,8 +155,9 @@ def _graph_module(graph: Graph, shaped: Shaped, class_name: str, top: bool = Fal
     children: dict[str, nn.Module] = {}
     params: dict[str, tuple] = {}  # learned tensors and buffers, by node name
     names = graph_variables(graph)
+    inplace = inplace_operands(graph, shaped)
     for node in graph.nodes:
-        lines.append(_node_line(node, shaped, children, params, names))
+        lines.append(_node_line(node, shaped, children, params, names, inplace.get(node.name)))
     source = _forward_source(graph, lines, top, shaped, names)
     cls = _class_for(class_name, source)
     module = cls()
@@ -170,10 +174,13 @@ def _graph_module(graph: Graph, shaped: Shaped, class_name: str, top: bool = Fal
 
 
 def _node_line(node: Node, shaped: Shaped, children: dict, params: dict,
-               names: dict[str, str]) -> str:
+               names: dict[str, str], inplace: int | None = None) -> str:
+    """The forward's line for `node` (its module or parameter registered in `children` or
+    `params`); `inplace`: the operand it overwrites (liveness.inplace_operands), if any."""
     scope = node.path.rpartition(".")[0]
     out = names[node.name]
-    args = ", ".join(_ref_expr(r, shaped, scope, names) for r in node.inputs)
+    refs = [_ref_expr(r, shaped, scope, names) for r in node.inputs]
+    args = ", ".join(refs)
     if node.kind == "pass":
         return f"{out} = {_ref_expr(node.inputs[0], shaped, scope, names)}"
     result = shaped.nodes[node.path]
@@ -188,6 +195,8 @@ def _node_line(node: Node, shaped: Shaped, children: dict, params: dict,
         children[node.name] = _graph_module(node.body, shaped, _class_name(node.op))
     else:
         children[node.name] = result.module
+    if inplace is not None:  # the module stays registered (same state_dict), called as a method
+        return f"{out} = {inplace_expression(result.module, refs, inplace)}"
     return f"{out} = {_attr(node.name)}({args})"
 
 
@@ -209,8 +218,18 @@ def _forward_source(graph: Graph, lines: list[str], top: bool, shaped: Shaped,
     params = ", ".join(["self", *(names[n] for n in graph.inputs)])
     scope = graph.nodes[0].path.rpartition(".")[0] if graph.nodes else ""
     outs = {name: _ref_expr(ref, shaped, scope, names) for name, ref in graph.outputs.items()}
+    returned = {names.get(ref.node) or var(ref.node) for ref in graph.outputs.values()}
+    lines = with_frees(lines, frees(_steps(graph, names), returned))
     body = "\n".join(f"    {line}" for line in [*lines, return_statement(outs, top)])
     return f"def forward({params}):\n{body}\n"
+
+
+def _steps(graph: Graph, names: dict[str, str]) -> list[Step]:
+    """The liveness steps of a graph's forward, one per node; a parameter's alias frees nothing
+    (the module holds the tensor anyway)."""
+    return [Step(None if node.kind == "param" else names[node.name],
+                 frozenset(names.get(r.node) or var(r.node) for r in node.inputs))
+            for node in graph.nodes]
 
 
 def return_statement(outs: dict[str, str], top: bool) -> str:

@@ -15,6 +15,7 @@ inside them, counted for one whole expression) and expr_depth (helpers calling h
 from __future__ import annotations
 
 import ast
+import functools
 import math
 import operator
 import re
@@ -98,13 +99,20 @@ def parse(source: str) -> ast.expr:
     digits = max((len(m) for m in _DIGITS.findall(source)), default=0)
     _check_limit("int_digits", digits, "write a smaller number")
     try:
-        return ast.parse(source.strip(), mode="eval").body
+        return _parsed(source.strip())
     except SyntaxError as err:
         raise ExprError(f"cannot parse expression '{_short(source)}': {err.msg}",
                         "write Python-style arithmetic, e.g. ${width * 4}") from None
     except (RecursionError, MemoryError, ValueError):
         raise ExprError(f"expression '{_short(source)}' is nested too deeply",
                         "write a flatter expression") from None
+
+
+@functools.lru_cache(maxsize=8192)
+def _parsed(source: str) -> ast.expr:
+    """Parsed once per distinct text: a spec repeats the same few expressions at every node of
+    every repeat (`$width`, `${out * 4}`), and the evaluator only reads the tree."""
+    return ast.parse(source, mode="eval").body
 
 
 def evaluate(source: str, scope: dict[str, Any]) -> Any:

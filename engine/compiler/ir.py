@@ -7,6 +7,7 @@ load -> resolve -> validate -> shapes -> build all read and write these types an
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -219,14 +220,33 @@ class LocList(list):
 # ---- the shaped graph: what the shape stage returns -------------------------------------
 @dataclass
 class NodeShapes:
-    """What the shape stage learned about one node."""
+    """What the shape stage learned about one node.
+
+    `layer` is a meta module of the node's op and arguments, one per distinct pair and shared by
+    the nodes that have them: what views read (parameter shapes, labels). `module`, the node's
+    own meta module that build materialises, is made on first use by `make`: a summary of
+    densenet121 constructs 133 modules instead of 427.
+    """
 
     inputs: list[TensorInfo]
     outputs: tuple[TensorInfo, ...]
     output_names: tuple[str, ...]
-    module: nn.Module | None = None  # meta module of a primitive node (shared nodes: the same one)
+    layer: nn.Module | None = None  # a primitive node's meta module, maybe shared with its likes
     args: dict = field(default_factory=dict)  # the arguments after evaluating Deferred ones
     macs: int = 0  # multiply-accumulates of one forward at the spec's input shapes (children summed)
+    make: Callable[[], nn.Module] | None = field(default=None, repr=False, compare=False)
+    _own: nn.Module | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def module(self) -> nn.Module | None:
+        """This node's own meta module (shared nodes: their target's), made on first use."""
+        if self._own is None and self.make is not None:
+            self._own, self.make = self.make(), None
+        return self._own
+
+    @module.setter
+    def module(self, module: nn.Module | None) -> None:
+        self._own, self.make = module, None
 
 
 @dataclass

@@ -36,9 +36,9 @@ FORMS = ("write key=value (set a key that exists; a.b.c for nested keys), +key=v
 # engine/train/recipe.py (the train layer sits above this one); a test keeps the two in step, and
 # declare_recipe_keys(SCHEMA) replaces it with the schema's own.
 RECIPE_KEYS: dict[str, tuple[str, ...]] = {
-    "": ("name", "description", "extends", "spec", "data", "procedure", "loss", "optimizer",
-         "optimizers", "scheduler", "epochs", "steps", "clip_grad", "amp", "device", "precision",
-         "compile", "channels_last", "accumulate", "early_stop", "stop_on_nonfinite",
+    "": ("name", "description", "extends", "spec", "data", "procedure", "loss", "aux_weights",
+         "optimizer", "optimizers", "scheduler", "epochs", "steps", "clip_grad", "amp", "device",
+         "precision", "compile", "channels_last", "accumulate", "early_stop", "stop_on_nonfinite",
          "log_every_steps", "ema", "seed", "eval", "checkpoint", "freeze", "weights", "output",
          "infer"),
     "spec": ("name", "set"),
@@ -52,7 +52,7 @@ RECIPE_KEYS: dict[str, tuple[str, ...]] = {
     "ema": ("decay",),
     "eval": ("every_epochs", "metrics", "sample_metrics", "samples", "split"),
     "checkpoint": ("every_steps", "every_epochs"),
-    "infer": ("top_k",),
+    "infer": ("top_k", "optimize"),
 }
 
 

@@ -1,16 +1,21 @@
 """Stage 4, shapes: infer every tensor shape statically, on the `meta` device.
 
-Each primitive node is constructed on `meta` (no memory, no initialisation cost) with its
-`in_size` filled from the upstream shape, then run on meta tensors; whatever PyTorch says
-about a mismatch is reported against the spec node with both shapes. The meta modules are
-kept: the build stage materialises exactly these, so shapes are never computed twice.
+Each primitive node is constructed on `meta` (no memory) with its `in_size` filled from the
+upstream shape and its default initialisation skipped, then run on meta tensors; whatever
+PyTorch says about a mismatch is reported against the spec node with both shapes. The meta
+modules are kept: the build stage materialises exactly these and initialises them once
+(compiler/init.py), so shapes are never computed twice and no weight is initialised twice.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import flop_registry
 
 from engine.blocks.registry import BlockInfo, inferred_args, lookup
 from engine.compiler.expr import ExprError, Poisoned, evaluate
@@ -50,6 +55,7 @@ class _ShapeRun:
         self.results: dict[str, NodeShapes] = {}
         self.errors: list[Diagnostic] = []
         self.memo: dict[tuple, tuple[tuple[TensorInfo, ...], int]] = {}  # repeated layers run once
+        self.layers: dict[tuple, nn.Module | Exception] = {}  # and are constructed once
 
     def error(self, node: Node, message: str, hint: str = "") -> None:
         self.errors.append(Diagnostic(message, node.loc, node.path, hint))
@@ -102,8 +108,8 @@ class _ShapeRun:
             for pname, target in node.tie.items():
                 owner, _, tname = str(target).rpartition(".")
                 other = self.results.get(prefix + owner)
-                theirs = getattr(other.module, tname, None) if other and other.module else None
-                own = getattr(mine.module, pname, None) if mine and mine.module else None
+                theirs = getattr(other.layer, tname, None) if other and other.layer else None
+                own = getattr(mine.layer, pname, None) if mine and mine.layer else None
                 if not isinstance(theirs, nn.Parameter) or not isinstance(own, nn.Parameter):
                     self.error(node, f"cannot tie '{pname}' to '{target}': no such parameter",
                                "write tie: {weight: <node path>.weight}, a path from the network root")
@@ -168,11 +174,14 @@ class _ShapeRun:
         args = self.evaluate_args(node.shared or node, inputs)
         if info is None or args is None or not self.check_inputs(node, info, inputs):
             return None
-        module = self.shared_module(node) if node.shared else self.construct(node, info, args,
-                                                                             inputs)
-        if module is None:
+        target = self.results.get(node.shared.path) if node.shared else None
+        if node.shared and target is None:
+            return None  # the shared node's own error is reported
+        full = {**args, **inferred_args(info, [i.shape for i in inputs])}
+        layer = target.layer if target else self.layer(node, full)
+        if layer is None:
             return None
-        ran = self.run(node, module, inputs, info, args)
+        ran = self.run(node, layer, inputs, info, args)
         if ran is None:
             return None
         outputs, macs = ran
@@ -180,7 +189,9 @@ class _ShapeRun:
         # no `c`): the first ones keep their names
         names = info.outputs[:len(outputs)] if len(info.outputs) >= len(outputs) else \
             tuple(str(k) for k in range(len(outputs)))
-        return NodeShapes(inputs, outputs, names, module, args, macs)
+        # build's own module: the shared node's very one, or a fresh one like `layer`
+        make = (lambda: target.module) if target else functools.partial(_construct, info.cls, full)
+        return NodeShapes(inputs, outputs, names, layer, args, macs, make=make)
 
     def evaluate_args(self, node: Node, inputs: list[TensorInfo]) -> dict | None:
         try:
@@ -216,20 +227,21 @@ class _ShapeRun:
             return False
         return True
 
-    def construct(self, node: Node, info: BlockInfo, args: dict,
-                  inputs: list[TensorInfo]) -> nn.Module | None:
-        args = {**args, **inferred_args(info, [i.shape for i in inputs])}
-        try:
-            with torch.device("meta"):
-                return info.cls(**args)
-        except Exception as err:  # a PyTorch constructor refusing these arguments
+    def layer(self, node: Node, args: dict) -> nn.Module | None:
+        """The meta module of `node.op` with `args` (`in_size` filled in), one per distinct
+        pair: the nodes that have them share it for their shapes (their own is made at build)."""
+        key = (node.op, repr(sorted(args.items())))
+        if key not in self.layers:
+            try:
+                self.layers[key] = _construct(lookup(node.op).cls, args)
+            except Exception as err:  # a PyTorch constructor refusing these arguments
+                self.layers[key] = err
+        layer = self.layers[key]
+        if isinstance(layer, Exception):
             self.error(node, f"cannot construct '{node.op}' with {_fmt_args(args)}: "
-                             f"{_first_line(err)}", "check the argument values")
+                             f"{_first_line(layer)}", "check the argument values")
             return None
-
-    def shared_module(self, node: Node) -> nn.Module | None:
-        target = self.results.get(node.shared.path)
-        return target.module if target is not None else None  # None: its error is reported
+        return layer
 
     def run(self, node: Node, module: nn.Module, inputs: list[TensorInfo], info: BlockInfo,
             args: dict) -> tuple[tuple[TensorInfo, ...], int] | None:
@@ -251,9 +263,9 @@ class _ShapeRun:
         tensors = [torch.empty(i.shape, dtype=getattr(torch, i.dtype), device="meta")
                    for i in inputs]
         try:
-            # MACs as torchvision publishes them: PyTorch's FLOP counter counts the
+            # MACs as torchvision publishes them: PyTorch's FLOP formulas count the
             # matrix products (conv, linear, matmul, attention), 2 FLOPs per MAC.
-            with FlopCounterMode(display=False) as counter:
+            with MacCounter() as counter:
                 out = module(*tensors)
         except Exception as err:  # PyTorch's complaint, re-reported against the spec node
             self.error(node, _shape_message(node, inputs, err), _shape_hint(node.op))
@@ -263,7 +275,89 @@ class _ShapeRun:
                                                                   inputs[0].channels_first)
         infos = tuple(TensorInfo(tuple(o.shape), layout and o.dim() == 4,
                                  str(o.dtype).removeprefix("torch.")) for o in outs)
-        return infos, counter.get_total_flops() // 2
+        return infos, counter.flops // 2
+
+
+# `torch.nn.init`'s in-place schemes: on meta tensors they compute nothing, but their Python
+# (fans, gains, bounds) was a third of constructing a layer; build initialises every module again.
+_INIT_SCHEMES = tuple(name for name in dir(nn.init)
+                      if name.endswith("_") and not name.startswith("_")
+                      and callable(getattr(nn.init, name)))
+
+
+def _leave(tensor, *args, **kwargs):
+    return tensor
+
+
+@contextlib.contextmanager
+def skip_init():
+    """Within: `nn.init.kaiming_uniform_(w)` and the other schemes return `w` untouched.
+
+    Only for modules on the meta device, whose values do not exist: build.py materialises them
+    with `to_empty` and calls every `reset_parameters` (compiler/init.py), which reads the real
+    schemes again. Meta tensors draw no random numbers, so the built weights stay the same.
+    """
+    saved = {name: getattr(nn.init, name) for name in _INIT_SCHEMES}
+    for name in _INIT_SCHEMES:
+        setattr(nn.init, name, _leave)
+    try:
+        yield
+    finally:
+        for name, scheme in saved.items():
+            setattr(nn.init, name, scheme)
+
+
+# Queries of a tensor's metadata: FlopCounterMode leaves them to PyTorch's default handling.
+_METADATA_OPS = ("sym_is_contiguous.default", "is_contiguous.default",
+                 "is_contiguous.memory_format", "is_strides_like_format.default",
+                 "is_non_overlapping_and_dense.default", "size.default", "sym_size.default",
+                 "stride.default", "sym_stride.default", "storage_offset.default",
+                 "sym_storage_offset.default", "numel.default", "sym_numel.default", "dim.default")
+
+
+class MacCounter(TorchDispatchMode):
+    """FLOPs of the ops run inside, by PyTorch's own formulas: what `FlopCounterMode` counts.
+
+    Without FlopCounterMode's per-module tracking (hooks on every call; the total is all that
+    is read), and without the `torch._dynamo` import (seconds) that TorchDispatchMode's default
+    wrapper makes on the first op: nothing run here is ever compiled.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.flops = 0
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        return False  # keep __torch_dispatch__ unwrapped (the wrapper imports torch._dynamo)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in _metadata_ops() or isinstance(func, torch._ops.HigherOrderOperator):
+            return NotImplemented
+        # as FlopCounterMode: an op without a formula is decomposed into ones that may have one
+        if func not in flop_registry and func is not torch.ops.prim.device.default:
+            with self:
+                out = func.decompose(*args, **kwargs)
+                if out is not NotImplemented:
+                    return out
+        out = func(*args, **kwargs)
+        formula = flop_registry.get(func._overloadpacket)
+        if formula is not None:
+            self.flops += formula(*args, **kwargs, out_val=out)
+        return out
+
+
+@functools.cache
+def _metadata_ops() -> frozenset:
+    ops = [getattr(getattr(torch.ops.aten, op), overload)
+           for op, overload in (name.split(".") for name in _METADATA_OPS)]
+    return frozenset([*ops, torch.ops.prim.layout.default])
+
+
+def _construct(cls: type, args: dict) -> nn.Module:
+    with torch.device("meta"), skip_init():
+        return cls(**args)
 
 
 def _concrete(value, inputs: list[TensorInfo]):

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from functools import lru_cache
 
 import jsonschema
-import networkx as nx
 from torch import nn
 
 from engine.blocks.registry import INFERRED, all_blocks, check_type, lookup, suggest, type_name
@@ -66,8 +65,11 @@ def check_references(graph: Graph) -> Iterator[Diagnostic]:
 
 
 def check_cycles(graph: Graph) -> Iterator[Diagnostic]:
-    g = nx.DiGraph()
     order = {n.name: i for i, n in enumerate(graph.nodes)}
+    if all(order.get(r.node, -1) < order[n.name] for n in graph.nodes for r in n.inputs):
+        return  # every input is from above: no loop, no forward reference (and no networkx import)
+    import networkx as nx
+    g = nx.DiGraph()
     for node in graph.nodes:
         g.add_node(node.name)
         g.add_edges_from((r.node, node.name) for r in node.inputs if r.node in order)

@@ -54,6 +54,8 @@ SCHEMA = {
                                                    "eval": {"type": "array"}}}}},
         "procedure": {"anyOf": [{"type": "string"}, _NAMED]},
         "loss": _NAMED,
+        # classify: {auxiliary output: weight of its loss}, added to the main output's loss
+        "aux_weights": {"type": ["object", "null"], "additionalProperties": {"type": "number", "minimum": 0}},
         "optimizer": _OPTIMIZER,
         "optimizers": {"type": "object", "additionalProperties": _OPTIMIZER},
         "scheduler": {"anyOf": [{"type": "null"}, _NAMED]},
@@ -90,7 +92,8 @@ SCHEMA = {
         "freeze": {"type": "array", "items": {"type": "string"}},
         "weights": {"type": ["string", "null"]},
         "output": {"type": "string"},
-        "infer": {"type": "object", "properties": {"top_k": {"type": "integer", "minimum": 1}}},
+        "infer": {"type": "object", "properties": {"top_k": {"type": "integer", "minimum": 1},
+                                                   "optimize": {"type": "boolean"}}},
     },
 }
 # The `description` of each SCHEMA property in `engine schema --recipe` (for editors): {dotted
@@ -114,6 +117,8 @@ DESCRIPTIONS = {
     "procedure.name": "a registered procedure (classify, vae, gan, ...)",
     "loss": "the loss: {name, argument: value} (default: the procedure's)",
     "loss.name": "a registered loss",
+    "aux_weights": "classify: the weight of each auxiliary output's loss, {aux1: 0.3, aux2: 0.3} "
+                   "(the main output, `logits` or the first, weighs 1)",
     "optimizer": "the optimizer of a one-network spec: {name, lr, argument: value}",
     "optimizer.name": "a registered optimizer (adamw, sgd, ...)", "optimizer.lr": "the learning rate",
     "optimizer.groups": "per-parameter groups: [{params: glob, lr: ...}]",
@@ -149,10 +154,12 @@ DESCRIPTIONS = {
     "weights": "initial weights: torchvision, or a checkpoint file",
     "output": "the folder of run folders", "infer": "options of `engine infer`",
     "infer.top_k": "how many classes `engine infer` prints",
+    "infer.optimize": "`engine infer` runs the inference build: batch norms folded, activations "
+                      "fused, convs packed channels-last (as `engine infer --optimize`)",
 }
 declare_recipe_keys(SCHEMA)  # --set knows a recipe's keys from this schema, never a copy
 DEFAULTS = {"epochs": None, "steps": None, "clip_grad": None, "amp": False, "ema": None,
-            "seed": 0, "scheduler": None, "freeze": [], "output": "runs", "loss": None,
+            "seed": 0, "scheduler": None, "freeze": [], "output": "runs", "loss": None, "aux_weights": None,
             "weights": None, "stop_on_nonfinite": True, "device": "auto", "precision": None,
             "compile": False, "channels_last": False, "accumulate": 1, "early_stop": None}
 
@@ -422,10 +429,11 @@ def check_fit(doc: LocDict, shaped, info=None) -> list[Diagnostic]:
                            at, "spec", "choose a spec with `networks:` (see the procedure's "
                            "bundled recipes for the names it needs)")]
     if spec.multi:
-        return []
+        return procedure.recipe_problems(doc, shaped)
     classes = info.num_classes if info is not None else 0
     return [Diagnostic(message, at, "spec", hint)
-            for message, hint in procedure.spec_problems(shaped, classes)]
+            for message, hint in procedure.spec_problems(shaped, classes)] + \
+        procedure.recipe_problems(doc, shaped)
 
 
 def _spec_ref(doc: Any, path: Path, errors: list) -> tuple[Path | None, dict]:

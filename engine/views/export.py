@@ -33,8 +33,12 @@ _EXTERNAL_DATA_BYTES = 3 << 29  # 1.5 GiB: beyond this, ONNX weights go to a sid
 
 def export_spec(spec: str | Path, overrides: list[str] | dict | None = None,
                 fmt: str = "torch-export", output: str | Path = "model.pt2",
-                network: str | None = None) -> Path:
+                network: str | None = None, optimize: bool = False) -> Path:
     """Build `spec` (with `--set` style overrides), export it as `fmt` to `output`; return the path.
+
+    `optimize=True` exports the inference build of engine/compiler/optimize.py without its
+    oneDNN packing, which exporters do not know: batch norms folded into the conv or linear before
+    them, the others made a multiply-add.
 
     Errors (an unknown format, a multi-network spec, a missing onnx package, an exporter that
     refuses the model) are raised as SpecError with a one-line message and a hint.
@@ -42,7 +46,7 @@ def export_spec(spec: str | Path, overrides: list[str] | dict | None = None,
     if fmt not in FORMATS:
         raise located_error(f"unknown export format '{fmt}'", hint=f"use one of: {', '.join(FORMATS)}")
     shaped = analyze(spec, overrides)
-    model, inputs, outputs, name = _one_network(shaped, network)
+    model, inputs, outputs, name = _one_network(shaped, network, optimize)
     args = tuple(_example(info) for info in inputs.values())
     path = Path(output)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -54,7 +58,8 @@ def export_spec(spec: str | Path, overrides: list[str] | dict | None = None,
     return path
 
 
-def _one_network(shaped: Shaped, network: str | None) -> tuple[nn.Module, dict, list[str], str]:
+def _one_network(shaped: Shaped, network: str | None,
+                 optimize: bool = False) -> tuple[nn.Module, dict, list[str], str]:
     spec = shaped.spec
     names = list(spec.networks)
     if network is None and spec.multi:
@@ -66,6 +71,9 @@ def _one_network(shaped: Shaped, network: str | None) -> tuple[nn.Module, dict, 
                             hint=f"its networks are: {', '.join(names)}")
     name = network or names[0]
     model = build(shaped)
+    if optimize:
+        from engine.compiler.optimize import optimize as optimize_model
+        model = optimize_model(model, shaped, pack=False, inplace=True)[0]
     if spec.multi:
         model = model[name]
     return model.eval(), shaped.inputs[name], _flat_outputs(shaped, name), name

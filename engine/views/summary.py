@@ -11,10 +11,12 @@ Computed from the shape stage's meta modules: no weight is allocated. Convention
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import torch
 
+from engine.compiler import collector_paused
 from engine.compiler.ir import Graph, Node, Shaped
 
 
@@ -42,21 +44,23 @@ class Summary:
     networks: dict[str, dict] = field(default_factory=dict)
 
 
-def node_params(node: Node, shaped: Shaped, seen: set[int] | None = None) -> int:
-    """Parameters owned by a node and its children, each tensor counted once."""
+def node_params(node: Node, shaped: Shaped, seen: set | None = None) -> int:
+    """Parameters owned by a node and its children, each counted once."""
     return sum(p.numel() for p, _ in _params(node, shaped, set() if seen is None else seen))
 
 
-def _params(node: Node, shaped: Shaped, seen: set[int], frozen: bool = False):
-    """(parameter, frozen) pairs under a node, skipping tensors already seen (shared, tied)."""
+def _params(node: Node, shaped: Shaped, seen: set, frozen: bool = False):
+    """(parameter, frozen) pairs under a node, each (node, name) once; shared nodes and tied
+    parameters are their target's, counted there."""
     frozen = frozen or node.freeze
     result = shaped.nodes.get(node.path)
-    if result is not None and result.module is not None and node.shared is None:
-        for name, p in result.module.named_parameters():
+    if result is not None and result.layer is not None and node.shared is None:
+        for name, p in result.layer.named_parameters():
             if name in node.tie:
                 continue  # a tied parameter is its target's tensor, counted there
-            if id(p) not in seen:
-                seen.add(id(p))
+            # by node, not by tensor: nodes of the same op and arguments share one meta layer
+            if (id(result), name) not in seen:
+                seen.add((id(result), name))
                 yield p, frozen
     if node.body is not None:
         for child in node.body.nodes:
@@ -64,6 +68,11 @@ def _params(node: Node, shaped: Shaped, seen: set[int], frozen: bool = False):
 
 
 def summarize(shaped: Shaped, depth: int = 2, batch: int = 1) -> Summary:
+    with collector_paused():  # a row per node: as analyze, linear only without full collections
+        return _summarize(shaped, depth, batch)
+
+
+def _summarize(shaped: Shaped, depth: int, batch: int) -> Summary:
     spec = shaped.spec
     rows, seen, nets = [], set(), {}
     total = trainable = macs = activations = 0
@@ -105,9 +114,15 @@ def _activation_bytes(graph: Graph, shaped: Shaped) -> int:
             total += _activation_bytes(node.shared.body if node.shared else node.body, shaped)
             continue
         for out in result.outputs:
-            size = torch.empty((), dtype=getattr(torch, out.dtype)).element_size()
+            size = _element_size(out.dtype)
             total += size * _numel(out.shape) // max(out.shape[0], 1) if out.shape else size
     return total
+
+
+@functools.cache
+def _element_size(dtype: str) -> int:
+    """Bytes per element of a dtype name (`float32` -> 4), asked of torch once per name."""
+    return torch.empty((), dtype=getattr(torch, dtype)).element_size()
 
 
 def _numel(shape: tuple[int, ...]) -> int:

@@ -30,7 +30,7 @@ MEMORY_MB = 300
 
 WORKER = textwrap.dedent('''
     import contextlib, io, json, resource, sys, time
-    import engine, engine.cli
+    import engine, engine.cli, engine.compiler  # the engine's imports (torch, blocks) not counted
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     err = io.StringIO()
     start = time.process_time()

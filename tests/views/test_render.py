@@ -142,3 +142,58 @@ def test_unknown_format_is_a_clear_error(tmp_path):
     from engine.compiler.ir import SpecError
     with pytest.raises(SpecError, match="cannot render to '.gif'"):
         write_dot("digraph {}", tmp_path / "x.gif")
+
+
+# a residual unit of 5 layers repeated; `--expand body --depth 3` opens every unit as a cluster
+MANY_BLOCKS = """# a chain of {n} residual units, for the renderer's cluster limit
+name: chain{n}
+inputs: {{x: [B, 8, 8, 8]}}
+blocks:
+  unit:
+    nodes:
+      conv1: {{op: conv, out: 8, k: 3, pad: 1}}
+      relu:  {{op: relu}}
+      conv2: {{op: conv, out: 8, k: 3, pad: 1}}
+      add:   {{op: add, in: [conv2, input]}}
+graph:
+  body: {{op: unit, repeat: {n}}}
+"""
+
+
+def _chain(tmp_path, n: int):
+    path = tmp_path / f"chain{n}.yaml"
+    path.write_text(MANY_BLOCKS.format(n=n))
+    return engine.analyze(path)
+
+
+def _clusters(dot: str) -> int:
+    return len(re.findall(r'subgraph "cluster_', dot))
+
+
+def test_few_blocks_stay_clusters_without_a_note(tmp_path):
+    notes = []
+    dot = render_dot(_chain(tmp_path, 20), depth=3, expand=["body"], notes=notes)
+    assert notes == [] and _clusters(dot) == 21 and not dot.startswith("//")
+
+
+def test_too_many_clusters_fall_back_to_collapsed_boxes_and_say_so(tmp_path, capsys):
+    from engine.cli import main
+    from engine.views.render import MAX_CLUSTERS
+    shaped, notes = _chain(tmp_path, MAX_CLUSTERS + 50), []
+    dot = render_dot(shaped, depth=3, expand=["body"], notes=notes)
+    assert len(notes) == 1 and f"{MAX_CLUSTERS + 51} blocks would be drawn open" in notes[0]
+    assert "--expand PATH" in notes[0] and dot.startswith(f"// {notes[0]}\n")
+    assert _clusters(dot) <= MAX_CLUSTERS
+    units = [b for b in _boxes(dot) if re.fullmatch(r"n_body_\d+", b)]
+    assert len(units) == MAX_CLUSTERS + 50  # every unit still there, as one box
+    out = tmp_path / "chain.dot"
+    assert main(["render", str(tmp_path / f"chain{MAX_CLUSTERS + 50}.yaml"), "-o", str(out),
+                 "--depth", "3", "--expand", "body"]) == 0
+    assert "note: " in capsys.readouterr().err and out.read_text() == dot
+
+
+@needs_dot
+def test_the_fallback_is_drawable(tmp_path):
+    from engine.views.render import MAX_CLUSTERS
+    dot = render_dot(_chain(tmp_path, 2 * MAX_CLUSTERS), depth=3, expand=["body"])
+    assert write_dot(dot, tmp_path / "chain.svg").read_text().lstrip().startswith("<?xml")

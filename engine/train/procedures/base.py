@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from engine.compiler.ir import Diagnostic
 from engine.train.losses import make_loss
 from engine.train.optim import make_optimizer, make_scheduler
 
@@ -44,6 +45,17 @@ class Procedure:
         """(message, hint) for a spec this procedure cannot train with data of `classes`
         classes (0: the data has none), found when the recipe is validated."""
         return []
+
+    @classmethod
+    def recipe_problems(cls, doc, shaped) -> list[Diagnostic]:
+        """Located problems of the recipe keys this procedure reads, against its spec: by
+        default `aux_weights:` is refused (only a procedure that trains auxiliary outputs,
+        `classify`, reads it)."""
+        if doc.get("aux_weights") is None:
+            return []
+        return [Diagnostic("this procedure trains no auxiliary outputs: `aux_weights:` does not apply",
+                           doc.key_loc("aux_weights"), "aux_weights",
+                           "remove aux_weights:, or train with procedure: classify")]
 
     def __init__(self, recipe, model: nn.Module, device: torch.device, total_steps: int):
         self.recipe, self.device = recipe, device
@@ -118,7 +130,18 @@ class Procedure:
             self.ema.update_parameters(self.unwrapped)
 
     def eval_model(self) -> nn.Module:
+        inference = getattr(self, "inference_model", None)  # set by optimize_for_inference
+        if inference is not None:
+            return inference
         return self.ema.module if self.ema is not None else self.unwrapped
+
+    def optimize_for_inference(self, shaped, pack: bool = True) -> str:
+        """`engine infer --optimize` (or the recipe's `infer: {optimize: true}`): from here on
+        eval_model() is the inference-only build of engine/compiler/optimize.py of the model it
+        was; returns the report of what was folded and fused."""
+        from engine.compiler.optimize import optimize
+        self.inference_model, report = optimize(self.eval_model(), shaped, pack=pack)
+        return report.text()
 
     def train_mode(self) -> None:
         """Called at the start of every epoch (a procedure with frozen parts keeps them in eval)."""

@@ -10,6 +10,7 @@ from torch import nn
 
 from engine.compiler.build import graph_variables, return_statement
 from engine.compiler.ir import Graph, Node, Ref, Shaped
+from engine.compiler.liveness import Step, frees, inplace_expression, inplace_operands, with_frees
 from engine.views.codegen.inits import freeze, init_loops, init_statements, parameter_init, spectral_norm
 from engine.views.codegen.ir import (
     LOOP_VAR,
@@ -45,6 +46,9 @@ class _Draft:
     forward: list[str] = field(default_factory=list)
     alias: dict[str, str] = field(default_factory=dict)  # parameters and pass-throughs, by name
     names: dict[str, str] = field(default_factory=dict)  # input and node name -> its variable
+    steps: list[Step] = field(default_factory=list)  # what each forward line assigns and reads
+    reads: dict[str, frozenset[str]] = field(default_factory=dict)  # name -> variables it reads
+    inplace: dict[str, int] = field(default_factory=dict)  # node -> operand it overwrites
 
 
 @dataclass
@@ -61,7 +65,9 @@ class BodyWriter:
         classes' signatures decide the arguments written for them."""
         graph = inst.graph
         d = _Draft(graph.nodes[0].path.rpartition(".")[0] if graph.nodes else inst.path,
-                   names=graph_variables(graph, GLOBALS))
+                   names=graph_variables(graph, GLOBALS),
+                   inplace=inplace_operands(graph, self.shaped))
+        d.reads = {name: frozenset([d.names[name]]) for name in graph.inputs}
         for node in graph.nodes:
             self._node(d, node)
         if inst.node is None:
@@ -73,9 +79,16 @@ class BodyWriter:
         refs = [self._ref(r, d) for r in node.inputs]
         if node.kind == "pass":
             d.alias[node.name] = refs[0]
+            d.reads[node.name] = _reads(d, node)  # `drop` written as `conv2`: reads conv2
             return
         if node.kind == "param":
+            d.reads[node.name] = frozenset()  # `self.weight`: no local variable
             self._parameter(d, node)
+            return
+        d.reads[node.name] = frozenset([d.names[node.name]])
+        if node.name in d.inplace:  # `add = bn3.add_(downsample)`
+            module = self.shaped.nodes[node.path].module
+            _line(d, node, inplace_expression(module, refs, d.inplace[node.name]))
             return
         if node.kind == "prim" and self._inline(d, node, refs):
             return
@@ -101,22 +114,22 @@ class BodyWriter:
     def _inline(self, d: _Draft, node: Node, refs: list[str]) -> bool:
         expr = self.layers.inline(node, self.shaped.nodes[node.path].module, refs)
         if expr is not None:
-            d.forward.append(f"{d.names[node.name]} = {expr}")
+            _line(d, node, expr)
         return expr is not None
 
     def _prim(self, d: _Draft, node: Node, refs: list[str]) -> None:
         module = self.shaped.nodes[node.path].module
         if node.shared is None:
             self._layer(d, node, module)
-        out, call = d.names[node.name], child("self", (node.shared or node).name)
+        call = child("self", (node.shared or node).name)
         # checked on the module, not the node: a shared node calls its target's attention
         if id(module) in self.attention:  # (q, k, v) -> out, as torchvision
             q = refs[0]
             k = refs[1] if len(refs) > 1 else q
             v = refs[2] if len(refs) > 2 else k
-            d.forward.append(f"{out} = {call}({q}, {k}, {v}, need_weights=False)[0]")
+            _line(d, node, f"{call}({q}, {k}, {v}, need_weights=False)[0]")
         else:
-            d.forward.append(f"{out} = {call}({', '.join(refs)})")
+            _line(d, node, f"{call}({', '.join(refs)})")
 
     def _layer(self, d: _Draft, node: Node, module: nn.Module) -> None:
         """A primitive block's module as an attribute, with its init and spectral norm."""
@@ -130,7 +143,7 @@ class BodyWriter:
 
     def _graph(self, d: _Draft, node: Node, refs: list[str]) -> None:
         call = child("self", (node.shared or node).name)
-        d.forward.append(f"{d.names[node.name]} = {call}({', '.join(refs)})")
+        _line(d, node, f"{call}({', '.join(refs)})")
         if node.shared is None:
             d.lines.append(_assign(node.name, self._graph_tok(d, node, child("self", node.name),
                                                               node.name)))
@@ -189,8 +202,21 @@ class BodyWriter:
     def _forward(self, d: _Draft, graph: Graph, top: bool) -> str:
         params = ", ".join(["self", *(d.names[n] for n in graph.inputs)])
         outs = {name: self._ref(ref, d) for name, ref in graph.outputs.items()}
-        body = "\n".join(f"        {line}" for line in [*d.forward, return_statement(outs, top)])
+        returned = set().union(*(d.reads.get(ref.node, ()) for ref in graph.outputs.values()))
+        lines = with_frees(d.forward, frees(d.steps, returned))
+        body = "\n".join(f"        {line}" for line in [*lines, return_statement(outs, top)])
         return f"    def forward({params}):\n{body}\n"
+
+
+def _line(d: _Draft, node: Node, expr: str) -> None:
+    """The forward line `variable = expr` of `node`, with what it assigns and reads."""
+    d.forward.append(f"{d.names[node.name]} = {expr}")
+    d.steps.append(Step(d.names[node.name], _reads(d, node)))
+
+
+def _reads(d: _Draft, node: Node) -> frozenset[str]:
+    """The local variables `node`'s inputs are written with (through pass-throughs)."""
+    return frozenset().union(*(d.reads.get(r.node, ()) for r in node.inputs))
 
 
 def _assign(name: str, tok: Token) -> Token:

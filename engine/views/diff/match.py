@@ -71,8 +71,8 @@ class _Side:
         if node.path not in self._params:
             result = self.result(node)
             own = 0
-            if result is not None and result.module is not None and node.shared is None:
-                own = sum(p.numel() for p in result.module.parameters())
+            if result is not None and result.layer is not None and node.shared is None:
+                own = sum(p.numel() for p in result.layer.parameters())
             self._params[node.path] = own + sum(self.params(c) for c in children(node))
         return self._params[node.path]
 

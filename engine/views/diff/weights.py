@@ -14,12 +14,12 @@ def state_entries(shaped: Shaped) -> dict[str, list[int]]:
     for graph in shaped.spec.networks.values():
         for node in iter_nodes(graph):
             result = shaped.nodes.get(node.path)
-            if result is None or result.module is None or node.shared is not None:
+            if result is None or result.layer is None or node.shared is not None:
                 continue
             if node.kind == "param":
-                out[node.path] = list(result.module.weight.shape)
+                out[node.path] = list(result.layer.weight.shape)
                 continue
-            for key, tensor in result.module.state_dict(keep_vars=True).items():
+            for key, tensor in result.layer.state_dict(keep_vars=True).items():
                 out[f"{node.path}.{key}"] = list(tensor.shape)
     return out
 
