@@ -208,6 +208,16 @@ def _view_commands(sub) -> None:
 
 
 def _training_commands(sub) -> None:
+    _train_command(sub)
+    _runs_command(sub)
+    _checkpoint_commands(sub)
+    _sample_command(sub)
+
+
+DEVICE_HELP = "auto, cpu, cuda, cuda:N or mps (default: the recipe's `device:`, else auto)"
+
+
+def _train_command(sub) -> None:
     t = sub.add_parser("train", help="train a recipe", description="train a recipe")
     t.add_argument("recipe", help="a recipe file, or the name of a bundled recipe")
     t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -226,8 +236,11 @@ def _training_commands(sub) -> None:
     t.add_argument("--rdzv-endpoint", metavar="HOST:PORT", help="instead of --master: an elastic "
                    "c10d rendezvous (torchrun --rdzv_backend c10d --rdzv_endpoint)")
     t.add_argument("--rdzv-id", metavar="ID", help="the rendezvous's job id, alike on every machine")
-    t.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    t.add_argument("--device", help=DEVICE_HELP)
     t.set_defaults(func=cmd_train)
+
+
+def _runs_command(sub) -> None:
     text = ("list the run folders under FOLDER (default: runs): recipe, spec hash, status, epochs, "
             "best metric, wall time; `engine runs compare A B`: both metrics tables, the recipe "
             "and spec differences, and both runs' curves on one plot")
@@ -237,13 +250,17 @@ def _training_commands(sub) -> None:
     r.add_argument("-o", "--output", default="compare.png",
                    help="the PNG that `runs compare` writes (default: compare.png)")
     r.set_defaults(func=cmd_runs)
+
+
+def _checkpoint_commands(sub) -> None:
+    """`eval` and `infer`: a recipe and one of its run's checkpoints."""
     for name, func, text in (("eval", cmd_eval, "evaluate a checkpoint on held-out data"),
                              ("infer", cmd_infer, "run a checkpoint on input files")):
         c = sub.add_parser(name, help=text, description=text)
         c.add_argument("recipe", help="the recipe the checkpoint was trained with")
         c.add_argument("--checkpoint", required=True, help="a .pt file from a run folder")
         c.add_argument("--set", dest="overrides", action="append", default=[], metavar="K=V")
-        c.add_argument("--device", help="cpu or cuda")
+        c.add_argument("--device", help=DEVICE_HELP)
         c.set_defaults(func=func)
         if name == "eval":
             c.add_argument("--split", default="test", choices=["train", "val", "test"])
@@ -259,6 +276,9 @@ def _training_commands(sub) -> None:
             c.add_argument("-o", "--output", help="folder for written images (default: beside each "
                            "input); segmentation writes <stem>_mask.png and <stem>_overlay.png")
             c.add_argument("--top-k", type=int, default=3)
+
+
+def _sample_command(sub) -> None:
     s = sub.add_parser("sample", help="write a grid of samples (or reconstructions) of a "
                        "generative checkpoint", description="write a grid of samples, or for "
                        "autoencoders of held-out reconstructions; for segmentation, held-out "
@@ -274,7 +294,7 @@ def _training_commands(sub) -> None:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--set", dest="overrides", action="append", default=[], metavar="K=V",
                    help="override a recipe key (--set procedure.steps=50 --set procedure.eta=1.0)")
-    s.add_argument("--device", help="cpu or cuda")
+    s.add_argument("--device", help=DEVICE_HELP)
     s.set_defaults(func=cmd_sample)
 
 
