@@ -59,7 +59,7 @@ def inplace_operands(graph: Graph, shaped: Shaped) -> dict[str, int]:
     """Node name -> the operand its op may overwrite, for each node whose block declares an
     in-place method (`Add.inplace_method`) and one of whose operands the graph proves free to
     overwrite (`_overwritable`)."""
-    readers = _readers(graph)
+    readers = readers_of(graph)
     found: dict[str, int] = {}
     for node in graph.nodes:
         result = shaped.nodes.get(node.path)
@@ -126,7 +126,7 @@ def _root(graph: Graph, ref: Ref) -> Node | None:
     return None
 
 
-def _readers(graph: Graph) -> dict[str, int]:
+def readers_of(graph: Graph) -> dict[str, int]:
     """How many references read each node's tensor (pass-throughs counted as their source:
     `drop = conv2` makes the readers of `drop` readers of conv2); graph outputs read too."""
     counts: dict[str, int] = {}

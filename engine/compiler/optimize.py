@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from engine.compiler.ir import Graph, Node, Shaped
+from engine.compiler.liveness import readers_of
 from engine.compiler.walk import all_nodes
 
 # activation module -> (oneDNN post-op name, its scalars, its algorithm); only those whose
@@ -167,7 +168,7 @@ class _Rewrite:
 
     # ---- fold -----------------------------------------------------------------------------
     def fold(self, graph: Graph) -> None:
-        readers = _readers(graph)
+        readers = Counter(readers_of(graph))  # graph outputs and pass-through aliases read too
         for node in graph.nodes:
             bn = self.module(node)
             if not _is_batchnorm(bn):
@@ -218,7 +219,7 @@ class _Rewrite:
 
     # ---- fuse -----------------------------------------------------------------------------
     def fuse(self, graph: Graph) -> None:
-        readers = _readers(graph)
+        readers = Counter(readers_of(graph))  # graph outputs and pass-through aliases read too
         for node in graph.nodes:
             act = self.module(node)
             post_op = _post_op(act)
@@ -283,13 +284,6 @@ class _Rewrite:
         return _why_not_packable(conv)
 
 
-def _readers(graph: Graph) -> Counter:
-    """How many times each node's output is read in `graph` (a graph output counts as a read)."""
-    count = Counter(ref.node for node in graph.nodes for ref in node.inputs)
-    count.update(ref.node for ref in graph.outputs.values())
-    return count
-
-
 def _is_plain(module: nn.Module | None, bases: tuple) -> bool:
     """An instance of one of torch's `bases` running torch's own forward, unparametrized."""
     if not isinstance(module, bases) or nn.utils.parametrize.is_parametrized(module):
@@ -302,21 +296,17 @@ def _is_batchnorm(module: nn.Module | None) -> bool:
 
 
 def _fold_into(target: nn.Module, bn: nn.Module) -> None:
-    """weight * gamma / sqrt(var + eps) and (bias - mean) * that + beta (the per-channel factors
-    computed in float64)."""
+    """torch's own folding (torch.nn.utils.fusion): weight * gamma / sqrt(var + eps) and
+    (bias - mean) * gamma / sqrt(var + eps) + beta, as new frozen parameters of `target`."""
+    from torch.nn.utils.fusion import fuse_conv_bn_weights, fuse_linear_bn_weights
+    stats = (bn.running_mean, bn.running_var, bn.eps,
+             bn.weight if bn.weight is not None else torch.ones_like(bn.running_mean),
+             bn.bias if bn.bias is not None else torch.zeros_like(bn.running_mean))
+    fuse = fuse_linear_bn_weights if isinstance(target, nn.Linear) else fuse_conv_bn_weights
     with torch.no_grad():
-        scale = (bn.running_var.double() + bn.eps).rsqrt()
-        if bn.weight is not None:
-            scale = scale * bn.weight.double()
-        bias = target.bias.double() if target.bias is not None else torch.zeros_like(scale)
-        bias = (bias - bn.running_mean.double()) * scale
-        if bn.bias is not None:
-            bias = bias + bn.bias.double()
-        # the weight itself in its own dtype: float64 would double the time for ~1e-7 relative
-        dtype = target.weight.dtype
-        weight = target.weight * scale.to(dtype).view(-1, *[1] * (target.weight.dim() - 1))
-        target.weight = nn.Parameter(weight, requires_grad=False)
-        target.bias = nn.Parameter(bias.to(dtype), requires_grad=False)
+        weight, bias = fuse(target.weight, target.bias, *stats)
+    target.weight = nn.Parameter(weight.detach(), requires_grad=False)
+    target.bias = nn.Parameter(bias.detach(), requires_grad=False)
 
 
 def _post_op(module: nn.Module | None) -> tuple | None:
