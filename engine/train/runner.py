@@ -148,8 +148,8 @@ class Run:
             # `engine runs` then says why the run ended instead of calling it killed
             if self.dist.is_main:
                 state = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
-                write_status(self.folder, state, reason=str(error).splitlines()[0] if str(error) else
-                             type(error).__name__)
+                reason = (str(error).splitlines() or [type(error).__name__])[0]
+                write_status(self.folder, state, reason=reason)
             raise
         return self.finish()
 
