@@ -266,6 +266,8 @@ def _checkpoint_commands(sub) -> None:
             c.add_argument("--split", default="test", choices=["train", "val", "test"])
             c.add_argument("--seed", type=int, default=0, help="seed of the sample metrics")
             c.add_argument("--json", action="store_true", help="the figures as one JSON object on stdout")
+            c.add_argument("--baseline", action="store_true", help="also score a logistic "
+                           "regression on the raw pixels of the train split (classifiers)")
         else:
             c.add_argument("inputs", nargs="*", help="image files (classifiers, segmentation, "
                            "super-resolution) or sentences (translation)")
@@ -471,43 +473,33 @@ def cmd_train(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    if args.json:
-        return _eval_json(args)
-    from engine.train.runner import open_checkpoint
-    run = open_checkpoint(args.recipe, args.overrides, args.checkpoint, args.device)
-    metrics = run.evaluate(args.split)
-    print(f"{run.recipe.name} on {args.split} ({len(run.eval_sets.get(args.split, run.train_set))}"
-          f" samples): " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
-    names = run.recipe.get("eval", {}).get("sample_metrics") or []
-    if names:
-        from engine.train.evaluation.sampling import evaluate_samples
-        values, notes = evaluate_samples(run, args.split, names, args.seed)
-        print(f"{run.recipe.name} samples against {args.split}: "
-              + "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
-                          for k, v in values.items()))
-        for note in notes:
-            print(note)
-    return 0
-
-
-def _eval_json(args) -> int:
-    """`engine eval --json`: one JSON object on stdout (anything else printed goes to stderr)."""
     from contextlib import redirect_stdout
 
+    from engine.train.evaluation.report import evaluate_checkpoint, plain, record
     from engine.train.runner import open_checkpoint
-    with redirect_stdout(sys.stderr):
+    # with --json, stdout is the one JSON object: anything else printed goes to stderr
+    with redirect_stdout(sys.stderr if args.json else sys.stdout):
         run = open_checkpoint(args.recipe, args.overrides, args.checkpoint, args.device)
-        result = {"recipe": run.recipe.name, "checkpoint": args.checkpoint, "split": args.split,
-                  "samples": len(run.eval_sets.get(args.split, run.train_set)),
-                  **run.evaluate(args.split)}
-        names = run.recipe.get("eval", {}).get("sample_metrics") or []
-        if names:
-            from engine.train.evaluation.sampling import evaluate_samples
-            values, notes = evaluate_samples(run, args.split, names, args.seed)
-            result.update(values)
-            for note in notes:
-                print(note)
-    print(json.dumps({k: float(v) if hasattr(v, "item") else v for k, v in result.items()}))
+        metrics, samples, notes = evaluate_checkpoint(run, args.split, args.seed, args.baseline)
+        size = len(run.eval_sets.get(args.split, run.train_set))
+        if not args.json:
+            print(f"{run.recipe.name} on {args.split} ({size} samples): "
+                  + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+            if samples:
+                print(f"{run.recipe.name} samples against {args.split}: "
+                      + "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                                  for k, v in samples.items()))
+        for note in notes:
+            print(note)
+    # sample figures keep their own count under sample_count; `samples` is the split's size
+    figures = {k if k != "samples" else "sample_count": v for k, v in samples.items()}
+    result = {"recipe": run.recipe.name, "checkpoint": args.checkpoint, "split": args.split,
+              "samples": size, **metrics, **figures}
+    written = record(run, args.checkpoint, args.overrides, result)
+    if args.json:
+        print(json.dumps(plain(result)))
+    elif written is not None:
+        print(f"recorded in {written}")
     return 0
 
 

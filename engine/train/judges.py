@@ -47,11 +47,17 @@ def digit_judge(dataset: str, root: str | None, device: str, train: Train) -> Di
             hint=f"it judges {', '.join(FEATURE_RECIPES)}; drop digit_fd for this recipe")
     recipe = load_recipe(FEATURE_RECIPES[dataset], [f"data.root={root}"] if root else [])
     model = build(recipe.shaped, device=device)
-    model.load_state_dict(torch.load(cached_weights(recipe, train), map_location=device,
-                                     weights_only=True))
+    weights = cached_weights(recipe, train)
+    model.load_state_dict(torch.load(weights, map_location=device, weights_only=True))
     eval_items = (recipe["data"].get("transforms") or {}).get("eval") or []
     return DigitJudge(model.eval(), build_transform(list(eval_items), "data.transforms.eval"),
-                      device)
+                      device, judge_identity(recipe.name, weights))
+
+
+def judge_identity(recipe_name: str, weights: Path) -> str:
+    """`recipe@sha256:<16 hex>` of the judge's weights file: two figures share a judge when
+    their identities are equal (the cache key alone would not show a retrained file)."""
+    return f"{recipe_name}@sha256:{hashlib.sha256(weights.read_bytes()).hexdigest()[:16]}"
 
 
 def checkpoint_judge(path: Path, fallback_recipe: str, device: str) -> nn.Module:

@@ -63,6 +63,17 @@ def test_the_judge_is_trained_once_and_cached(tmp_path, monkeypatch):
     assert cached_weights(load_recipe("digits_cnn", ["epochs=2"]), train_recipe) != path  # new settings
 
 
+def test_judge_identity_names_the_recipe_and_changes_with_the_weights(tmp_path):
+    from engine.train.judges import judge_identity
+    weights = tmp_path / "w.pt"
+    torch.save({"w": torch.zeros(3)}, weights)
+    first = judge_identity("mnist_cnn", weights)
+    assert first.startswith("mnist_cnn@sha256:") and len(first.split(":")[1]) == 16
+    assert judge_identity("mnist_cnn", weights) == first
+    torch.save({"w": torch.ones(3)}, weights)  # a retrained judge is told apart
+    assert judge_identity("mnist_cnn", weights) != first
+
+
 def test_judge_separates_real_digits_from_noise_and_the_baseline(digits_judge):
     from engine.train.data import build_dataset, data_root
     split = {s: build_dataset("digits", data_root(None), s, 0) for s in ("train", "val", "test")}

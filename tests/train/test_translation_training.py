@@ -163,7 +163,7 @@ def test_cyclegan_class_kept_reports_both_ways_with_floor_and_ceiling(tmp_path, 
 
     class Threes:
         def __init__(self, dataset):
-            self.dataset = dataset
+            self.dataset, self.identity = dataset, f"threes-{dataset}@sha256:0"
 
         def judge(self, images):
             seen.append((self.dataset, tuple(images.shape[1:])))
@@ -183,6 +183,8 @@ def test_cyclegan_class_kept_reports_both_ways_with_floor_and_ceiling(tmp_path, 
     assert values["class_kept_ab_ceiling"] == pytest.approx(threes_b)
     assert values["class_kept_ba"] == values["class_kept_ba_floor"] == pytest.approx(threes_b)
     assert values["class_kept_ba_ceiling"] == pytest.approx(threes_a)
+    # each figure names the judge that made it (a retrained judge makes other figures)
+    assert (values["judge_ab"], values["judge_ba"]) == ("threes-usps@sha256:0", "threes-mnist@sha256:0")
     # each judge sees images at its own size: USPS 16x16, MNIST 28x28
     assert ("usps", (1, 16, 16)) in seen and ("mnist", (1, 28, 28)) in seen
     assert notes

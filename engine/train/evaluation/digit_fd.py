@@ -108,8 +108,11 @@ class DigitJudge:
     last linear layer) and class probabilities. `engine.train.judges.digit_judge` builds the
     cached one of a dataset."""
 
-    def __init__(self, model: nn.Module, transform, device: str = "cpu"):
+    def __init__(self, model: nn.Module, transform, device: str = "cpu", identity: str = ""):
         self.model, self.transform, self.device = model, transform, torch.device(device)
+        # which weights judged (recipe and content hash): a figure made by an older judge
+        # says so, as every digit-FD figure is only comparable under the same judge
+        self.identity = identity
         self.head = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
 
     @torch.no_grad()

@@ -137,7 +137,7 @@ def evaluate_samples(run, split: str, names: list[str], seed: int = 0) -> tuple[
     labels = torch.arange(n) % procedure.options.get("classes", 10) \
         if procedure.conditional else None
     judged = judge.judge(generate(procedure, n, generator_for(run, seed), labels))
-    out: dict[str, float] = {"samples": n}
+    out: dict[str, float | str] = {"samples": n, "digit_judge": judge.identity}
     notes = ["classes of the samples: " + "  ".join(
         f"{c}:{k}" for c, k in enumerate(judged.histogram()))]
     if "digit_fd" in names:

@@ -190,7 +190,7 @@ class CycleGAN(Generative):
         domain_a, domain_b = self.domains(run, split)
         a, label_a = self.stack(domain_a)
         b, label_b = self.stack(domain_b)
-        out: dict[str, float] = {}
+        out: dict[str, float | str] = {}
         for key, source, labels, target, real, real_labels, gen in (
                 ("ab", a, label_a, args["b"], b, label_b, "gen_ab"),
                 ("ba", b, label_b, args["a"], a, label_a, "gen_ba")):
@@ -199,6 +199,7 @@ class CycleGAN(Generative):
             out[f"class_kept_{key}"] = class_kept(judge, side, self.translate(source, gen), labels)
             out[f"class_kept_{key}_ceiling"] = class_kept(judge, side, real, real_labels)
             out[f"class_kept_{key}_floor"] = class_kept(judge, side, source, labels)
+            out[f"judge_{key}"] = judge.identity
         notes = [f"class_kept_ab: {args['b']}'s judge reads G(a) as a's digit ({len(a)} {args['a']} "
                  f"{split} images); class_kept_ba: {args['a']}'s judge on F(b) ({len(b)} images); "
                  "_ceiling: the judge on real target-domain images; _floor: on the untranslated "
