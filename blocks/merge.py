@@ -38,6 +38,10 @@ class Add(nn.Module):
 class Mul(nn.Module):
     """Element-wise product with broadcasting (layer scale, gating). [*], [B, *] -> [B, *]."""
 
+    # a fresh tensor mul's backward does not save (it keeps its operands): a later add may
+    # overwrite it, as torchvision's ConvNeXt block does with `result += input`
+    overwritable_output = True
+
     def __init__(self):
         super().__init__()
 

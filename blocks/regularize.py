@@ -12,6 +12,10 @@ from engine.blocks.registry import register
 class Dropout(nn.Dropout):
     """Dropout (Srivastava et al., 2014): zero elements with probability p. [B, *] -> [B, *]."""
 
+    # returns its input itself (eval, p = 0) or a fresh tensor its backward does not save (it
+    # keeps the mask): overwritable wherever its input is (engine/compiler/liveness.py)
+    overwritable_through = True
+
     def __init__(self, p: float = 0.5, inplace: bool = False):
         super().__init__(p, inplace)
 
@@ -26,6 +30,10 @@ class StochasticDepth(nn.Module):
 
     [B, *] -> [B, *]; `mode: row` drops per sample, `batch` drops the whole batch.
     """
+
+    # its input itself (eval, p = 0) or `input * noise`, a fresh tensor whose backward keeps only
+    # the noise: overwritable wherever its input is (engine/compiler/liveness.py)
+    overwritable_through = True
 
     def __init__(self, p: float = 0.0, mode: str = "row"):
         super().__init__()

@@ -101,17 +101,29 @@ def _same_shapes(result) -> bool:
 def _overwritable(graph: Graph, shaped: Shaped, ref: Ref, readers: dict[str, int]) -> bool:
     """Whether the value `ref` names may be overwritten: made in this graph by a block whose
     output is a fresh tensor its backward does not save (`overwritable_output`: conv, linear,
-    batch norm, add; not a ReLU or sigmoid, which save their output, nor a dropout, which may
-    return its input), read by this one reference only (no other node, no graph output), and
+    batch norm, add, mul; not a ReLU or sigmoid, which save their output), through dropouts and
+    drop paths (`_passes_through`), read by this one reference only (no other node, no graph output), and
     computed from a graph input (a value made from parameters alone may have batch 1 where the
     other operand has batch B)."""
     node = _root(graph, ref)
+    while node is not None and _passes_through(graph, shaped, node, readers):
+        node = _root(graph, node.inputs[0])  # what it may return: its input
     if node is None or node.kind != "prim" or readers.get(node.name, 0) != 1:
         return False
     result = shaped.nodes.get(node.path)
     if result is None or len(result.outputs) != 1:
         return False
     return bool(getattr(type(result.module), "overwritable_output", False)) and _from_input(graph, node)
+
+
+def _passes_through(graph: Graph, shaped: Shaped, node: Node, readers: dict[str, int]) -> bool:
+    """A dropout or drop path read once: its output is its input itself or a fresh tensor that
+    its backward does not save (`overwritable_through`), so it may be overwritten exactly when
+    its input may (ConvNeXt's `drop_path(scale * block) + input`)."""
+    if node.kind != "prim" or len(node.inputs) != 1 or readers.get(node.name, 0) != 1:
+        return False
+    result = shaped.nodes.get(node.path)
+    return result is not None and bool(getattr(type(result.module), "overwritable_through", False))
 
 
 def _root(graph: Graph, ref: Ref) -> Node | None:

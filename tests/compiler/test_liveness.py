@@ -54,6 +54,11 @@ def test_resnet_bottleneck_frees_intermediates_and_adds_in_place():
     assert model.code.splitlines()[-2:] == ["    fc = self.fc(flatten)", "    return fc"]
 
 
+def test_convnext_adds_in_place_onto_the_drop_path_as_torchvision_does():
+    code = getattr(getattr(_build("convnext_tiny").features, "1"), "0").code
+    assert "add = stochastic_depth.add_(input)" in code
+
+
 def test_codegen_writes_the_same_frees_and_in_place_add():
     source = codegen_source(engine.analyze("resnet50"))
     assert "add = bn3.add_(downsample)\n        del bn3, downsample\n" in source
@@ -86,14 +91,18 @@ def test_outputs_equal_torchvision_with_the_same_weights(spec):
     assert (got - want).abs().max().item() <= 1e-5 * max(1.0, want.abs().max().item())
 
 
-@pytest.mark.parametrize("spec", ["resnet50", "densenet121"])
+@pytest.mark.parametrize("spec", ["resnet50", "densenet121", "convnext_tiny"])
 def test_training_gradients_equal_torchvision(spec):
-    """Forward and backward in training mode: in-place adds and frees must not break autograd."""
+    """Forward and backward in training mode: in-place adds and frees must not break autograd
+    (ConvNeXt: the add overwrites the drop path's output, itself the layer-scale product's; the
+    same seed draws the same drop-path masks on both sides)."""
     ref = getattr(torchvision.models, spec)().train()
     model = _build(spec).train()
     engine.load_reference_state_dict(model, ref.state_dict(), spec, strict=True)
     x = torch.randn(2, 3, 64, 64)
+    torch.manual_seed(0)
     model(x).square().sum().backward()
+    torch.manual_seed(0)
     ref(x).square().sum().backward()
     grads = dict(model.named_parameters())
     for name, p in ref.named_parameters():
@@ -110,7 +119,12 @@ def test_training_gradients_equal_torchvision(spec):
     ("  add: {op: add, in: [x, x]}\n", None),  # the caller's tensor
     ("  conv: {op: conv, out: 4, k: 1}\n  add: {op: add, in: [conv, conv]}\n", None),  # read twice
     ("  conv: {op: conv, out: 4, k: 1}\n  drop: {op: dropout, p: 0.1}\n"
-     "  add: {op: add, in: [drop, x]}\n", None),  # dropout may return its input
+     "  add: {op: add, in: [drop, x]}\n", "drop"),  # dropout returns conv's tensor or a fresh one
+    ("  drop: {op: dropout, p: 0.1}\n  add: {op: add, in: [drop, x]}\n", None),  # maybe x itself
+    ("  conv: {op: conv, out: 4, k: 1}\n  sigmoid: {op: sigmoid, in: conv}\n  drop: {op: dropout, p: 0.1}\n"
+     "  add: {op: add, in: [drop, x]}\n", None),  # maybe sigmoid's saved output
+    ("  conv: {op: conv, out: 4, k: 1}\n  drop: {op: stochastic_depth, p: 0.5}\n"
+     "  add: {op: add, in: [drop, x]}\n  add2: {op: add, in: [add, conv]}\n", None),  # conv read again
     ("  w: {op: parameter, shape: [4, 1, 1], init: 0}\n  conv: {op: conv, out: 4, k: 1, in: x}\n"
      "  add: {op: add, in: [conv, w]}\n", None),  # w broadcasts: conv is [B, 4, 6, 6], w not
     ("  w: {op: parameter, shape: [1, 4, 6, 6], init: 0}\n  conv: {op: conv, out: 4, k: 1, in: w}\n"
