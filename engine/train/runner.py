@@ -127,9 +127,10 @@ class Run:
 
     # ---- the loop ---------------------------------------------------------------------------
     def train(self) -> dict:
+        self.cpu_start = time.process_time()
         if self.dist.is_main:
             self.write_header()
-            write_status(self.folder, "running")
+            write_status(self.folder, "running", cpu_start=self.cpu_start)
             self.tracker = Tracker(self.folder, self.recipe.get("log_every_steps", 10),
                                    self.position.step)
         recipe, pos = self.recipe, self.position
@@ -149,7 +150,7 @@ class Run:
             if self.dist.is_main:
                 state = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
                 reason = (str(error).splitlines() or [type(error).__name__])[0]
-                write_status(self.folder, state, reason=reason)
+                write_status(self.folder, state, reason=reason, cpu_start=self.cpu_start)
             raise
         return self.finish()
 
@@ -280,7 +281,7 @@ class Run:
             from engine.train.plot import plot_metrics
             plot_metrics(self.folder / "metrics.csv", self.folder / "metrics.png")
             self.tracker.close()
-            write_status(self.folder, "finished")
+            write_status(self.folder, "finished", cpu_start=self.cpu_start)
         return result
 
     # ---- files ------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ import json
 import math
 import os
 import socket
+import sys
 import time
 from pathlib import Path
 
@@ -67,18 +68,31 @@ class Tracker:
             self.writer = None
 
 
-def write_status(folder: Path, state: str, reason: str = "") -> None:
+def write_status(folder: Path, state: str, reason: str = "", cpu_start: float | None = None) -> None:
     """<folder>/status: `running` (with pid, host, start time), `finished`, or `failed` /
     `interrupted` with the reason (the error's first line); the first start time is kept across
-    resumes."""
+    resumes. `cpu_start`: the process CPU time when this process began the run (default 0)."""
     path = Path(folder) / STATUS
     old = read_status(folder)
     now = time.time()
+    # CPU seconds of every process the run has had (a resume is a new process): unlike wall
+    # time, a figure that holds when other work shares the machine
+    same = old.get("pid") == os.getpid() and old.get("host") == socket.gethostname()
+    before = float(old.get("cpu_s_before", 0.0) if same else old.get("cpu_s", 0.0))
     status = {"state": state, "pid": os.getpid(), "host": socket.gethostname(),
-              "started": old.get("started", now), "updated": now}
+              "started": old.get("started", now), "updated": now,
+              "cpu_s": round(before + time.process_time() - (cpu_start or 0.0), 1),
+              "cpu_s_before": before,
+              "threads": _threads()}
     if reason:
         status["reason"] = reason[:200]
     write_text_atomic(path, json.dumps(status) + "\n")
+
+
+def _threads() -> int | None:
+    """torch's intra-op threads, where torch is loaded (a status read without it says None)."""
+    torch = sys.modules.get("torch")
+    return torch.get_num_threads() if torch is not None else None
 
 
 def read_status(folder: Path) -> dict:

@@ -144,3 +144,16 @@ def test_a_killed_run_reads_as_killed(tmp_path, capsys):
     (tmp_path / "status").unlink()
     assert run_status(tmp_path, {"epochs": 2}, [{"epoch": "2"}]) == "finished"
     assert run_status(tmp_path, {"epochs": 2}, [{"epoch": "1"}]) == "stopped"
+
+
+def test_status_records_the_runs_cpu_time(two_runs, tmp_path):
+    """CPU seconds beside wall time (a figure that holds on a shared machine), summed over the
+    processes of a resumed run."""
+    _, (a, _), _ = two_runs
+    status = json.loads((a / "status").read_text())
+    assert status["state"] == "finished" and status["cpu_s"] > 0 and status["threads"] >= 1
+    from engine.train.tracking import write_status
+    (tmp_path / "status").write_text(json.dumps({"state": "killed", "pid": 2**22 + 1, "cpu_s": 100.0}))
+    write_status(tmp_path, "running", cpu_start=0.0)  # the resuming process
+    resumed = json.loads((tmp_path / "status").read_text())
+    assert resumed["cpu_s_before"] == 100.0 and resumed["cpu_s"] >= 100.0
