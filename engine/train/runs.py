@@ -102,18 +102,19 @@ def runs_table(folder: Path) -> str:
     runs = find_runs(folder)
     if not runs:
         return f"no runs under {folder} (a run folder holds recipe.yaml)"
-    header = ("run", "recipe", "spec", "status", "epochs", "best", "wall")
+    header = ("run", "recipe", "spec", "status", "epochs", "best", "wall", "cpu")
     lines = [header]
     for run in runs:
         recipe, rows = read_recipe(run), read_rows(run)
         best = best_metric(rows)
         total = recipe.get("epochs")
         done = rows[-1].get("epoch", "0") if rows else "0"
-        wall = wall_seconds(run)
+        wall, cpu = wall_seconds(run), read_status(run).get("cpu_s")
         lines.append((run.name, str(recipe.get("name", "?")), spec_hash(run)[:12] or "-",
                       run_status(run, recipe, rows), f"{done}/{total}" if total else done,
                       f"{best[0]} {best[1]:.4f} (epoch {best[2]})" if best else "-",
-                      _duration(wall) if wall is not None else "-"))
+                      _duration(wall) if wall is not None else "-",
+                      _duration(float(cpu)) if isinstance(cpu, (int, float)) else "-"))
     return _table(lines)
 
 

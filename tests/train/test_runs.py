@@ -57,6 +57,7 @@ def test_runs_lists_both_finished(two_runs, capsys):
     assert main(["runs", str(out)]) == 0
     table = capsys.readouterr().out.splitlines()
     assert table[0].split()[:4] == ["run", "recipe", "spec", "status"]
+    assert table[0].split()[-2:] == ["wall", "cpu"]
     for folder in folders:
         line = next(row for row in table if row.startswith(folder.name))
         assert " finished " in line and " tiny " in line
