@@ -111,6 +111,9 @@ EXAMPLES = {
     "summary": ["engine summary vit_b16 --batch 32", "engine summary resnet50 --json"],
     "render": ["engine render vit_b16 -o vit_b16.svg", "engine render resnet50 -o resnet50.png --depth 3"],
     "diff": ["engine diff resnet50 resnet101", "engine diff resnet50_v1 resnet50 --render diff.png"],
+    "view": ["engine view resnet50", "engine view my_net.yaml --watch",
+             "engine view resnet50_v1 resnet50", "engine view --root my_specs/",
+             "engine view vit_b16 --export site/"],
     "train": ["engine train digits_cnn", "engine train mnist_cnn --set epochs=2 --nproc 2",
               "engine train digits_cnn --resume runs/digits_cnn-<time>"],
     "eval": ["engine eval digits_cnn --checkpoint runs/digits_cnn-*/checkpoints/best.pt",
@@ -205,6 +208,25 @@ def _view_commands(sub) -> None:
     d.add_argument("--set-b", dest="overrides_b", action="append", default=[], metavar="K=V")
     d.add_argument("--json", action="store_true", help="JSON instead of text")
     d.add_argument("--render", metavar="FILE", help="also draw the diff on one diagram")
+    _viewer_command(sub)
+
+
+def _viewer_command(sub) -> None:
+    v = _command(sub, "view", cmd_view, "the spec, its diagram and its diff in the browser: a "
+                 "local web viewer (127.0.0.1), or with --export a static site", None)
+    v.add_argument("spec", nargs="?", help="a spec file or bundled name (none: the index of specs)")
+    v.add_argument("spec_b", nargs="?", help="a second spec: the diff view of SPEC -> SPEC_B")
+    v.add_argument("--set", dest="overrides", action="append", default=[], metavar="K=V",
+                   help="override a param of SPEC (as other commands' --set)")
+    v.add_argument("--set-b", dest="overrides_b", action="append", default=[], metavar="K=V",
+                   help="override a param of SPEC_B")
+    v.add_argument("--port", type=int, default=0, help="the port (default: a free one)")
+    v.add_argument("--root", action="append", default=[], metavar="DIR",
+                   help="also list and serve the specs in this folder (repeatable)")
+    v.add_argument("--watch", action="store_true", help="update the open page when a spec file "
+                   "(or one it extends or includes) is saved")
+    v.add_argument("--export", metavar="DIR", help="write the pages as a static site instead")
+    v.add_argument("--no-browser", action="store_true", help="print the address, open no browser")
 
 
 def _training_commands(sub) -> None:
@@ -402,6 +424,13 @@ def cmd_diff(args) -> int:
             print(f"note: {note}", file=sys.stderr)
         print(f"wrote {path}", file=sys.stderr)
     return 0
+
+
+def cmd_view(args) -> int:
+    from engine.views.viewer import view
+    specs = [s for s in (args.spec, args.spec_b) if s]
+    return view(specs, args.overrides, args.overrides_b, args.root, args.port, args.watch,
+                args.export, not args.no_browser)
 
 
 def cmd_codegen(args) -> int:

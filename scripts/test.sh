@@ -3,7 +3,9 @@
 # Tests that need a dataset read $ENGINE_DATA, else ../shared/data beside the checkout. Without it
 # they run on tiny stand-ins (tests/tiny_data.py) or skip; just above pytest's closing line, the
 # summary then says how many skipped, e.g. "12 tests skipped: no data folder (set ENGINE_DATA or
-# clone with ../shared beside)" (tests/conftest.py, pytest_terminal_summary).
+# clone with ../shared beside)" (tests/conftest.py, pytest_terminal_summary). The browser tests of
+# `engine view` need Chromium and chromedriver, which setup.sh installs with apt-get when run as root;
+# without them they skip with one reason ("no headless browser: ...").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh

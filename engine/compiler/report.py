@@ -35,15 +35,25 @@ def format_all(diagnostics: list[Diagnostic], color: bool = False) -> str:
 
 
 @lru_cache(maxsize=64)
-def _lines(file: str) -> tuple[str, ...] | None:
+def _lines(file: str, stamp: tuple[int, int]) -> tuple[str, ...] | None:
+    """The file's lines, cached by (name, mtime and size): a long-lived process (`engine view
+    --watch`) quotes a file as it is now, not as it was when first read."""
     try:
         return tuple(Path(file).read_text(encoding="utf-8").splitlines())
     except (OSError, UnicodeDecodeError):
         return None
 
 
+def _stamp(file: str) -> tuple[int, int]:
+    try:
+        stat = Path(file).stat()
+    except OSError:
+        return (0, 0)
+    return (stat.st_mtime_ns, stat.st_size)
+
+
 def _source_line(file: str, line: int) -> str | None:
-    lines = _lines(file)
+    lines = _lines(file, _stamp(file))
     if lines is None or not 0 < line <= len(lines):
         return None
     return lines[line - 1]

@@ -289,11 +289,16 @@ class _Renderer:
 
 
 def render_dot(shaped: Shaped, depth: int = 2, expand: list[str] = (),
-               status: dict[str, str] | None = None, notes: list[str] | None = None) -> str:
+               status: dict[str, str] | None = None, notes: list[str] | None = None,
+               ids: dict[str, str] | None = None) -> str:
     """The diagram as Graphviz DOT text; `notes` receives what the reader should know (blocks
-    left collapsed because there were too many to draw open), also written as DOT comments."""
+    left collapsed because there were too many to draw open), also written as DOT comments;
+    `ids` receives each drawn thing's dot id, by node path (`net:in:x` for inputs and outputs),
+    which Graphviz's SVG keeps as the <title> of its box (the viewer maps clicks with it)."""
     renderer = _Renderer(shaped, depth, list(expand), status)
     dot = renderer.document()
+    if ids is not None:
+        ids.update(renderer.dot_ids)
     if renderer.note is None:
         return dot
     if notes is not None:
@@ -309,14 +314,24 @@ def render_to_file(shaped: Shaped, output: str | Path, fmt: str | None = None, d
 def render_diff_to_file(result, a: Shaped, b: Shaped, output: str | Path,
                         fmt: str | None = None, notes: list[str] | None = None) -> Path:
     """B drawn with the diff's colours: added, changed and renamed nodes; removed ones from A."""
+    return write_dot(render_diff_dot(result, a, b, notes=notes), output, fmt)
+
+
+def render_diff_dot(result, a: Shaped, b: Shaped, expand: list[str] = (),
+                    notes: list[str] | None = None, ids: dict[str, str] | None = None) -> str:
+    """The diff diagram as DOT text (what render_diff_to_file draws); `expand` opens more blocks
+    than the changed ones, `ids` receives the dot ids as render_dot gives them (a removed node's
+    under `removed:PATH`, PATH being A's)."""
     status = dict(result.status)
-    dot = render_dot(b, depth=1, status=status, notes=notes)
+    dot = render_dot(b, depth=1, expand=expand, status=status, notes=notes, ids=ids)
     removed = [p for p, s in status.items() if s == "removed"
                and status.get(p.rpartition(".")[0]) != "removed"]
     extra = [_removed_box(a, path) for path in removed]
+    if ids is not None:
+        ids.update({f"removed:{path}": _id("removed:" + path) for path in removed})
     if extra:  # removed nodes exist only in A: drawn beside B's graph, dashed
         dot = dot.rstrip().removesuffix("}") + "\n".join(extra) + "\n}\n"
-    return write_dot(dot, output, fmt)
+    return dot
 
 
 def _removed_box(a: Shaped, path: str) -> str:
