@@ -134,3 +134,18 @@ def test_vit_tiny_block_is_post_norm_with_one_shared_norm():
         h = norm(x + attn(x, x, x, need_weights=False)[0])
         want = norm(h + mlp(h))
         torch.testing.assert_close(block(x), want)
+
+
+def test_squeezenet_head_relu_false_leaves_linear_logits_with_the_same_weights():
+    """`head_relu: false` (the MNIST recipe's) drops only the ReLU on the class maps: the same
+    state_dict and outputs as torchvision's squeezenet1_1 with that ReLU replaced by Identity."""
+    import torchvision
+    ref = torchvision.models.squeezenet1_1(num_classes=10).eval()
+    ref.classifier[2] = nn.Identity()  # classifier: dropout, final_conv, ReLU, avgpool
+    linear = engine.build("squeezenet1_1", num_classes=10, head_relu=False).eval()
+    linear.load_state_dict(ref.state_dict(), strict=True)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        got, want = linear(x), ref(x)
+    assert (got < 0).any()  # no ReLU: negative logits survive
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
