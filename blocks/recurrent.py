@@ -200,6 +200,12 @@ class _Fused:
                                  f"as its second input")
             mask, rest = rest[0], rest[1:]
         lstm = isinstance(self, nn.LSTM)
+        if lstm and x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+            # oneDNN's bf16 LSTM needs CPU support many machines lack ("could not create a
+            # primitive descriptor"): under CPU autocast the LSTM runs in fp32, as the GRU does
+            inputs = ((mask,) if mask is not None else ()) + tuple(rest)
+            with torch.autocast("cpu", enabled=False):
+                return self.forward(x.float(), *(t if t.dtype == torch.bool else t.float() for t in inputs))
         hx = None
         if rest:
             if lstm and len(rest) != 2:

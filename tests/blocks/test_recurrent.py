@@ -209,3 +209,18 @@ def test_last_state_picks_top_layer():
     vec = LastState(bidirectional=True)(h)
     _close(vec[:, :H], out[:, -1, :H])
     _close(vec[:, H:], out[:, 0, H:])
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_fused_lstm_under_cpu_bf16_autocast_runs_in_fp32(packed):
+    """torch's own LSTM fails under CPU bf16 autocast where oneDNN lacks a bf16 LSTM ("could not
+    create a primitive descriptor"); the block runs it in fp32 there: the fp32 result exactly."""
+    torch.manual_seed(0)
+    block = LSTM(D, H, layers=2, bidirectional=True, packed=packed).eval()
+    x, mask = _padded_batch([6, 4, 2], dtype=torch.float32)
+    inputs = (x, mask) if packed else (x,)
+    want = block(*inputs)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = block(*inputs)
+    for g, w in zip(got, want):
+        assert g.dtype == torch.float32 and torch.equal(g, w)
