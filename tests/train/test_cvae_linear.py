@@ -1,6 +1,8 @@
-"""The seed's linear conditional VAE (specs/cvae_linear.yaml, MODELS.md 3.2): its parameter count
-from the seed's layer sizes, its decoder written out in torch (the label's ReLU projection
-*added* to z), and its recipes trained, evaluated and sampled on CI-sized runs."""
+"""The seed's linear conditional VAE (specs/cvae_linear.yaml, MODELS.md 3.2): its parameter counts
+from the layer sizes, with the paper's conditioning (the label concatenated, to both networks)
+and the seed's (`conditioning: add`: the label's ReLU projection *added* to z, the encoder
+unconditioned), each written out in torch, and its recipes trained, evaluated and sampled on
+CI-sized runs."""
 
 from __future__ import annotations
 
@@ -29,44 +31,70 @@ def linear(inputs: int, outputs: int) -> int:
     return inputs * outputs + outputs
 
 
-def seed_parameters(pixels: int) -> int:
-    """The seed's CVAE linear variant, layer by layer: encoder pixels -> 512 -> 128 -> 32 and a
-    2 x latent head; label Linear(10 -> latent); decoder latent -> 32 -> 128 -> 512 -> pixels."""
-    widths = [pixels, *HIDDEN]
+def parameters(pixels: int, conditioning: str) -> int:
+    """Layer by layer: encoder pixels (+ one-hot) -> 512 -> 128 -> 32 and a 2 x latent head;
+    decoder latent (+ one-hot) -> 32 -> 128 -> 512 -> pixels; the seed's `add` has the label's
+    Linear(10 -> latent) instead of the one-hot inputs."""
+    extra = CLASSES if conditioning == "concat" else 0
+    widths = [pixels + extra, *HIDDEN]
     encoder = sum(linear(a, b) for a, b in zip(widths, widths[1:])) + linear(HIDDEN[-1], 2 * LATENT)
-    label = linear(CLASSES, LATENT)
-    back = [LATENT, *HIDDEN[::-1], pixels]
+    label = linear(CLASSES, LATENT) if conditioning == "add" else 0
+    back = [LATENT + extra, *HIDDEN[::-1], pixels]
     decoder = sum(linear(a, b) for a, b in zip(back, back[1:]))
     return encoder + label + decoder
 
 
+@pytest.mark.parametrize("conditioning", ["concat", "add"])
 @pytest.mark.parametrize("image_size", [28, 8])
-def test_parameter_count_is_the_seeds(image_size):
-    model = build(SPEC, image_size=image_size)
+def test_parameter_count_from_the_layer_sizes(image_size, conditioning):
+    model = build(SPEC, image_size=image_size, conditioning=conditioning)
     count = sum(p.numel() for p in model.parameters())
-    assert count == seed_parameters(image_size * image_size)
-    if image_size == 28:
-        assert count == 945_298
+    assert count == parameters(image_size * image_size, conditioning)
+    if image_size == 28 and conditioning == "add":
+        assert count == 945_298  # the seed's
 
 
-def test_encoder_ignores_the_label_and_decoder_adds_its_projection():
-    model = build(SPEC).eval()
-    enc, dec = model["encoder"], model["decoder"]
+def _decode(dec, x):
+    for layer in dec.hidden.children():
+        x = F.leaky_relu(layer.fc(x), 0.2)
+    return torch.sigmoid(dec.fc(x)).reshape(-1, 1, 28, 28)
+
+
+def _batch():
     g = torch.Generator().manual_seed(0)
-    images = torch.rand(4, 1, 28, 28, generator=g)
-    labels = torch.tensor([0, 3, 7, 9])
-    with torch.no_grad():
-        code = enc(images)  # q(z | x): the encoder takes no label (the seed's)
-        got = dec(code["z"], labels)
+    return torch.rand(4, 1, 28, 28, generator=g), torch.tensor([0, 3, 7, 9])
 
+
+def test_seeds_encoder_ignores_the_label_and_decoder_adds_its_projection():
+    model = build(SPEC, conditioning="add").eval()
+    enc, dec = model["encoder"], model["decoder"]
+    images, labels = _batch()
+    with torch.no_grad():
+        code = enc(images, labels)
+        assert torch.equal(code["mean"], enc(images, labels.flip(0))["mean"])  # q(z | x)
+        got = dec(code["z"], labels)
         x = F.relu(F.linear(F.one_hot(labels, CLASSES).float(), dec.project.weight, dec.project.bias))
-        x = code["z"] + x  # added, not concatenated
-        for layer in dec.hidden.children():
-            x = F.leaky_relu(layer.fc(x), 0.2)
-        expected = torch.sigmoid(dec.fc(x)).reshape(4, 1, 28, 28)
+        expected = _decode(dec, code["z"] + x)  # added, not concatenated
     torch.testing.assert_close(got, expected)
     torch.testing.assert_close(code["z"], code["mean"])  # eval: the mean, no sample
     assert [m.in_features for m in dec.hidden.modules() if isinstance(m, torch.nn.Linear)] == [10, 32, 128]
+
+
+def test_papers_conditioning_gives_the_label_to_both_networks():
+    model = build(SPEC).eval()
+    enc, dec = model["encoder"], model["decoder"]
+    images, labels = _batch()
+    one_hot = F.one_hot(labels, CLASSES).float()
+    with torch.no_grad():
+        code = enc(images, labels)
+        x = torch.cat([images.flatten(1), one_hot], dim=1)  # q(z | x, y)
+        for layer in enc.hidden.children():
+            x = F.leaky_relu(layer.fc(x), 0.2)
+        mean = enc.head(x)[:, :LATENT]
+        got = dec(code["z"], labels)
+        expected = _decode(dec, torch.cat([code["z"], one_hot], dim=1))  # p(x | z, y)
+    torch.testing.assert_close(code["mean"], mean)
+    torch.testing.assert_close(got, expected)
 
 
 @pytest.fixture
