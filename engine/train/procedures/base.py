@@ -9,6 +9,7 @@ one named optimizer, so custom steps stay a few lines.
 
 from __future__ import annotations
 
+import sys
 from contextlib import nullcontext
 
 import torch
@@ -189,7 +190,14 @@ class Procedure:
 
 def autocast_dtype(precision: str | None, amp: bool, device: torch.device) -> torch.dtype | None:
     """The autocast dtype of `precision:` (fp32: none); `amp: true` without it means fp16 on
-    CUDA and bf16 elsewhere. fp16 off CUDA is a clear error (no GradScaler, slow or missing kernels)."""
+    CUDA, bf16 on a CPU with native bf16 (AVX-512 BF16 or AMX) and on other devices, and fp32 on
+    a CPU without (where bf16 is emulated: a conv step measured 22x slower than fp32), with a
+    note saying so. fp16 off CUDA is a clear error (no GradScaler, slow or missing kernels)."""
+    if precision is None and amp and device.type == "cpu" and not cpu_has_bf16():
+        print("amp: true trains in fp32 here: this CPU has no native bf16 (AVX-512 BF16 or AMX), "
+              "where bf16 autocast is emulated and many times slower (precision: bf16 forces it)",
+              file=sys.stderr, flush=True)
+        return None
     if precision is None:
         precision = ("fp16" if device.type == "cuda" else "bf16") if amp else "fp32"
     if precision == "fp16" and device.type != "cuda":
@@ -197,3 +205,11 @@ def autocast_dtype(precision: str | None, amp: bool, device: torch.device) -> to
         raise located_error(f"precision fp16 on {device.type}: fp16 needs a CUDA GPU; use bf16 on CPU",
                             None, "precision", "write precision: bf16 (or fp32), or train on --device cuda")
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def cpu_has_bf16() -> bool:
+    """Whether oneDNN runs bf16 natively on this CPU (torch's own check; False if it has none)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
