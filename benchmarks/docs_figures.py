@@ -1,0 +1,232 @@
+"""The results tables of docs/, printed from run folders: no figure in a table is typed by hand.
+
+    python benchmarks/docs_figures.py                  # print every table from runs/
+    python benchmarks/docs_figures.py classification   # one table
+    python benchmarks/docs_figures.py --write          # also put them into docs/ and save records
+    python benchmarks/docs_figures.py --check          # docs/ against the saved records (the suite)
+
+A table is a list of recipes and its columns. Each row is the latest finished run folder of its
+recipe under `--runs` (default runs/) that holds an `eval-test.json`, the record `engine eval
+RECIPE --checkpoint ... --split test` writes (with `--baseline` for classifiers). From the folder
+come the epochs (recipe.yaml), the training wall time (status and metrics.csv) and the figures
+(the eval record, with the digit judge's identity: a figure made by another judge says so).
+
+`--write` replaces the text between `<!-- table: NAME -->` and `<!-- /table -->` in the table's
+doc and saves what it read as docs/results/NAME.json, so that `--check` can re-render each table
+from its record and find a doc edited by hand, or a record changed without its doc.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from engine.train.runs import find_runs, read_recipe, read_rows, run_status, wall_seconds  # noqa: E402
+from engine.train.tracking import read_status  # noqa: E402
+
+Cell = Callable[[dict], str]  # a record row -> the cell's text
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    doc: str  # path under docs/
+    rows: tuple[tuple[str, str], ...]  # (label, recipe)
+    columns: tuple[tuple[str, Cell], ...]
+
+
+# ---- cells ---------------------------------------------------------------------------------------
+def _eval(row: dict, key: str):
+    return (row.get("eval") or {}).get(key)
+
+
+def percent(key: str, bold: bool = False) -> Cell:
+    def cell(row: dict) -> str:
+        value = _eval(row, key)
+        if value is None:
+            return ""
+        text = f"{100 * value:.2f}%"
+        return f"**{text}**" if bold else text
+    return cell
+
+
+def number(key: str, digits: int = 2, unit: str = "", bold: bool = False) -> Cell:
+    def cell(row: dict) -> str:
+        value = _eval(row, key)
+        if value is None:
+            return ""
+        text = f"{value:.{digits}f}{unit}"
+        return f"**{text}**" if bold else text
+    return cell
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    return f"{seconds / 60:.1f} min" if seconds >= 120 else f"{seconds:.0f} s"
+
+
+def trained(row: dict) -> str:
+    """Epochs, wall time, and the process CPU time with the threads it ran on (wall time grows
+    when other work shares the machine; CPU time much less)."""
+    wall, cpu, threads = row.get("wall_s"), row.get("cpu_s"), row.get("threads")
+    text = f"{row['epochs']} epochs, {duration(wall)}" if wall is not None else f"{row['epochs']} epochs"
+    if cpu is not None:
+        text += f" ({duration(cpu)} CPU{f', {threads} thread' + 's' * (threads > 1) if threads else ''})"
+    return text
+
+
+def data(row: dict) -> str:
+    size = row.get("image_size")
+    at = f" at {size}x{size}" if size else ""
+    return f"{row['dataset']}{at}, {_eval(row, 'samples')} test"
+
+
+def code(key: str) -> Cell:
+    return lambda row: f"`{row[key]}`"
+
+
+def judge(row: dict) -> str:
+    value = _eval(row, "digit_judge")
+    return f"`{value.split('@sha256:')[1][:8]}`" if value else ""
+
+
+def fd(row: dict) -> str:
+    value = _eval(row, "digit_fd")
+    return "" if value is None else f"**{value:.2f}** ({_eval(row, 'sample_count')})"
+
+
+TABLES = (
+    Table("classification", "classification.md",
+          (("AlexNet", "alexnet_mnist"), ("VGG", "vgg11_bn_mnist"), ("ResNet", "resnet18_mnist"),
+           ("GoogLeNet (aux heads)", "googlenet_aux_mnist"), ("Inception v3", "inception_v3_mnist"),
+           ("DenseNet", "densenet121_mnist"), ("ConvNeXt", "convnext_tiny_mnist"),
+           ("ViT (seed's tiny)", "vit_tiny_mnist"), ("SqueezeNet", "squeezenet1_1_mnist")),
+          (("family", lambda r: r["label"]), ("recipe", code("recipe")), ("data", data),
+           ("trained", trained), ("test accuracy", percent("accuracy", bold=True)),
+           ("pixel baseline", percent("pixel_baseline_accuracy")), ("run", code("run")))),
+    Table("generative_digits", "generative.md",
+          (("AE (conv)", "ae_digits"), ("VAE (linear)", "vae_digits"), ("CVAE (conv)", "cvae_digits"),
+           ("CVAE (linear)", "cvae_linear_digits"),
+           ("CVAE (linear), the seed's `conditioning: add`", "probes/cvae_linear_digits"),
+           ("VQ-VAE", "vqvae_digits")),
+          (("model", lambda r: r["label"]), ("recipe", code("recipe")), ("trained", trained),
+           ("PSNR", number("psnr", unit=" dB")), ("digit-FD (n)", fd),
+           ("real floor", number("digit_fd_real")), ("PCA-Gaussian", number("digit_fd_pca_gaussian")),
+           ("label accuracy", percent("label_accuracy")), ("judge", judge))),
+)
+
+
+# ---- reading run folders -------------------------------------------------------------------------
+def latest_run(runs: Path, recipe: str) -> Path | None:
+    """The newest finished run folder of `recipe` with a test-split eval record."""
+    found = [f for f in find_runs(runs) if f.name.rsplit("-", 2)[0] == recipe
+             and (f / "eval-test.json").is_file()
+             and run_status(f, read_recipe(f), read_rows(f)) == "finished"]
+    return max(found, key=lambda f: f.name) if found else None
+
+
+def record_row(label: str, recipe: str, folder: Path) -> dict:
+    """What a table reads from a run folder (the eval record whole, with its overrides)."""
+    saved, status = read_recipe(folder), read_status(folder)
+    spec_set = ((saved.get("spec") or {}).get("set") or {}) if isinstance(saved.get("spec"), dict) else {}
+    return {"label": label, "recipe": recipe, "run": folder.name, "epochs": saved.get("epochs"),
+            "dataset": {"mnist": "MNIST", "usps": "USPS", "digits": "digits 8x8"}.get(
+                saved["data"]["dataset"], saved["data"]["dataset"]),
+            "image_size": spec_set.get("image_size"),
+            "wall_s": wall_seconds(folder), "cpu_s": status.get("cpu_s"),
+            "threads": status.get("threads"),
+            "eval": json.loads((folder / "eval-test.json").read_text())}
+
+
+def read_table(table: Table, runs: Path) -> list[dict]:
+    rows = []
+    for label, recipe in table.rows:
+        # "probes/NAME": a run of NAME's recipe with other settings, kept under runs/probes
+        sub, _, name = recipe.rpartition("/")
+        folder = latest_run(runs / sub if sub else runs, name)
+        rows.append(record_row(label, recipe, folder) if folder else
+                    {"label": label, "recipe": recipe, "missing": True})
+    return rows
+
+
+# ---- rendering -----------------------------------------------------------------------------------
+def render(table: Table, rows: list[dict]) -> str:
+    lines = ["| " + " | ".join(title for title, _ in table.columns) + " |",
+             "| " + " | ".join("---" for _ in table.columns) + " |"]
+    for row in rows:
+        if row.get("missing"):
+            cells = [row["label"], f"`{row['recipe']}`", "not run yet"] + [""] * (len(table.columns) - 3)
+        else:
+            cells = [cell(row) for _, cell in table.columns]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def block(name: str) -> re.Pattern:
+    return re.compile(rf"(<!-- table: {re.escape(name)} -->\n)(.*?)(<!-- /table -->)", re.S)
+
+
+def write(table: Table, rows: list[dict], docs: Path) -> None:
+    doc = docs / table.doc
+    text = doc.read_text()
+    pattern = block(table.name)
+    if not pattern.search(text):
+        raise SystemExit(f"{doc}: no '<!-- table: {table.name} -->' ... '<!-- /table -->' block; "
+                         "add one where the table goes")
+    text = pattern.sub(lambda m: m.group(1) + render(table, rows) + "\n" + m.group(3), text)
+    doc.write_text(text)
+    (docs / "results").mkdir(exist_ok=True)
+    (docs / "results" / f"{table.name}.json").write_text(json.dumps(rows, indent=1) + "\n")
+
+
+def check(table: Table, docs: Path) -> list[str]:
+    """What differs between the doc's table and the one rendered from its record."""
+    record = docs / "results" / f"{table.name}.json"
+    if not record.is_file():
+        return [f"{record}: missing (run benchmarks/docs_figures.py --write {table.name})"]
+    found = block(table.name).search((docs / table.doc).read_text())
+    if not found:
+        return [f"docs/{table.doc}: no '<!-- table: {table.name} -->' block"]
+    expected = render(table, json.loads(record.read_text()))
+    if found.group(2).strip() != expected.strip():
+        return [f"docs/{table.doc}: table '{table.name}' differs from the one rendered from "
+                f"{record.name}; re-run benchmarks/docs_figures.py --write {table.name}"]
+    return []
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("tables", nargs="*", help=f"any of: {', '.join(t.name for t in TABLES)}")
+    parser.add_argument("--runs", default=str(ROOT / "runs"), help="the folder of run folders")
+    parser.add_argument("--docs", default=str(ROOT / "docs"))
+    parser.add_argument("--write", action="store_true", help="update docs/ and docs/results/")
+    parser.add_argument("--check", action="store_true", help="check docs/ against docs/results/")
+    args = parser.parse_args(argv)
+    unknown = set(args.tables) - {t.name for t in TABLES}
+    if unknown:
+        parser.error(f"unknown table(s) {', '.join(sorted(unknown))}")
+    chosen = [t for t in TABLES if not args.tables or t.name in args.tables]
+    docs = Path(args.docs)
+    if args.check:
+        problems = [p for t in chosen for p in check(t, docs)]
+        print("\n".join(problems) or f"{len(chosen)} tables match their records")
+        return 1 if problems else 0
+    for table in chosen:
+        rows = read_table(table, Path(args.runs))
+        print(f"## {table.name} (docs/{table.doc})\n\n{render(table, rows)}\n")
+        if args.write:
+            write(table, rows, docs)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
