@@ -48,24 +48,19 @@ def _eval(row: dict, key: str):
     return (row.get("eval") or {}).get(key)
 
 
+def number(key: str, digits: int = 2, unit: str = "", bold: bool = False, scale: float = 1.0) -> Cell:
+    """An eval figure (times `scale`) with `digits` decimals and `unit`; empty where it is absent."""
+    def cell(row: dict) -> str:
+        value = _eval(row, key)
+        if value is None:
+            return ""
+        text = f"{scale * value:.{digits}f}{unit}"
+        return f"**{text}**" if bold else text
+    return cell
+
+
 def percent(key: str, bold: bool = False) -> Cell:
-    def cell(row: dict) -> str:
-        value = _eval(row, key)
-        if value is None:
-            return ""
-        text = f"{100 * value:.2f}%"
-        return f"**{text}**" if bold else text
-    return cell
-
-
-def number(key: str, digits: int = 2, unit: str = "", bold: bool = False) -> Cell:
-    def cell(row: dict) -> str:
-        value = _eval(row, key)
-        if value is None:
-            return ""
-        text = f"{value:.{digits}f}{unit}"
-        return f"**{text}**" if bold else text
-    return cell
+    return number(key, unit="%", bold=bold, scale=100.0)
 
 
 def duration(seconds: float | None) -> str:

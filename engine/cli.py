@@ -624,7 +624,7 @@ def cmd_schema(args) -> int:
 def cmd_list(args) -> int:
     from fnmatch import fnmatchcase
 
-    from engine.compiler.merge import RECIPES_DIR, SPECS_DIR
+    from engine.compiler.merge import RECIPES_DIR, SPECS_DIR, header_summary
     pattern = args.pattern or "*"
     if not any(c in pattern for c in "*?["):
         pattern = f"*{pattern}*"
@@ -636,20 +636,8 @@ def cmd_list(args) -> int:
         return 1
     width = max(20, *(len(p.stem) + 1 for p in paths))
     for path in paths:
-        print(f"{path.stem:<{width}} {_header_summary(path, 98 - width)}")
+        print(f"{path.stem:<{width}} {header_summary(path, 98 - width)}")
     return 0
-
-
-def _header_summary(path: Path, room: int) -> str:
-    """A file's header comment up to its first full stop, cut to `room` characters."""
-    lines = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if not line.startswith("#") or line.lstrip("# ").startswith("engine "):
-            break  # the header ends at the YAML or at its command lines
-        lines.append(line.lstrip("# ").strip())
-    text = " ".join(lines)
-    text = text[:text.find(". ") + 1] if ". " in text else text
-    return text if len(text) <= room else text[:room - 1].rstrip() + "…"
 
 
 if __name__ == "__main__":

@@ -198,3 +198,20 @@ def _delete(out: LocDict, key: Any, over: LocDict) -> None:
 
 def _as_list(value: Any) -> list:
     return list(value) if isinstance(value, list) else [value]
+
+
+def header_summary(path: Path, room: int = 120) -> str:
+    """A spec's or recipe's header comment up to its first full stop, cut to `room` characters
+    (`engine list` and the viewer's index show it; an unreadable file has none)."""
+    lines = []
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return ""
+    for line in text.splitlines():
+        if not line.startswith("#") or line.lstrip("# ").startswith("engine "):
+            break  # the header ends at the YAML or at its command lines
+        lines.append(line.lstrip("# ").strip())
+    text = " ".join(lines)
+    text = text[:text.find(". ") + 1] if ". " in text else text
+    return text if len(text) <= room else text[:room - 1].rstrip() + "…"

@@ -19,6 +19,7 @@ import pytest
 from engine.views.viewer import Catalog, Workspace
 from engine.views.viewer.server import ViewerServer
 from tests.conftest import REPO
+from tests.views.test_viewer import TINY
 
 SPECS = REPO / "tests" / "viewer_specs"
 CHROMIUM = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
@@ -39,22 +40,9 @@ pytestmark = pytest.mark.skipif(
     reason=f"no headless browser: needs {_missing()} (apt-get install chromium chromium-driver, "
            "as scripts/setup.sh does as root; pip install -e '.[dev]' for selenium)")
 
-BASE = """\
-# the extended file of the watched spec
-name: base
-params: {width: 8}
-inputs: {x: [B, 4]}
-blocks:
-  unit:
-    params: {width: int}
-    nodes:
-      fc: {op: linear, out: $width}
-      act: {op: relu}
-graph:
-  stem: {op: linear, out: $width}
-  body: {op: unit, repeat: 2, args: {width: $width}}
-outputs: {y: body}
-"""
+# the extended file of the watched spec: the tiny spec of the viewer's other tests, renamed
+BASE = TINY.replace("# a tiny spec for the viewer's tests\nname: tiny",
+                    "# the extended file of the watched spec\nname: base")
 CHILD = """\
 # the watched spec: it extends base.yaml
 extends: base.yaml

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.compiler.merge import SPECS_DIR, find_spec
+from engine.compiler.merge import SPECS_DIR, find_spec, header_summary
 
 BUNDLED = "bundled"
 _FAMILY = re.compile(r"^[a-z]+(?:(?<=v)\d+)?")  # resnet50 -> resnet, deeplabv3_resnet50 -> deeplabv3
@@ -89,22 +89,6 @@ class Catalog:
 def family(name: str) -> str:
     match = _FAMILY.match(name.lower())
     return match.group(0) if match else name
-
-
-def header_summary(path: Path, room: int = 120) -> str:
-    """A spec's header comment up to its first full stop (as `engine list` shows it)."""
-    lines = []
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        return ""
-    for line in text.splitlines():
-        if not line.startswith("#") or line.lstrip("# ").startswith("engine "):
-            break  # the header ends at the YAML or at its command lines
-        lines.append(line.lstrip("# ").strip())
-    text = " ".join(lines)
-    text = text[:text.find(". ") + 1] if ". " in text else text
-    return text if len(text) <= room else text[:room - 1].rstrip() + "…"
 
 
 def _label(name: str) -> str:
