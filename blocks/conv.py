@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from engine.blocks.registry import register
+from engine.blocks.shape_rules import Rule, conv_size, numel, pair
 
 
 @register("conv", category="conv", in_dim=1, layout=True,
@@ -28,6 +29,33 @@ class Conv(nn.Conv2d):
                  pad_mode: str = "zeros"):
         super().__init__(in_size, out, _pair(k), _pair(stride), _pair(pad), _pair(dilation),
                          groups, bias, pad_mode)
+
+    @staticmethod
+    def shape_rule(args: dict, shapes: list) -> Rule | None:
+        """[B, C, H, W] -> [B, out, H', W'], out * C/groups * kh * kw MACs per output position."""
+        if len(shapes) != 1 or len(shapes[0]) != 4:
+            return None
+        b, c, h, w = shapes[0]
+        k, stride = pair(args.get("k", 1)), pair(args.get("stride", 1))
+        dilation, pad, groups = pair(args.get("dilation", 1)), args.get("pad", 0), args.get("groups", 1)
+        if None in (k, stride, dilation) or not isinstance(groups, int) or groups < 1 \
+                or c % groups or args["out"] % groups or min(*k, *stride, *dilation) < 1:
+            return None
+        if pad == "same" and stride == (1, 1):
+            size = (h, w)
+        elif pad == "valid":
+            size = (conv_size(h, k[0], stride[0], 0, dilation[0]),
+                    conv_size(w, k[1], stride[1], 0, dilation[1]))
+        elif pair(pad) is not None and min(pair(pad)) >= 0:
+            p = pair(pad)
+            size = (conv_size(h, k[0], stride[0], p[0], dilation[0]),
+                    conv_size(w, k[1], stride[1], p[1], dilation[1]))
+        else:
+            return None
+        if min(size) <= 0:
+            return None
+        out = (b, args["out"], *size)
+        return [out], numel(out) * (c // groups) * k[0] * k[1]
 
     def label(self) -> str:
         """Paper shorthand: `3x3 conv, 128, /2` (`dw` for depthwise)."""

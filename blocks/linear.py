@@ -5,6 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from engine.blocks.registry import register
+from engine.blocks.shape_rules import Rule, numel
 
 
 @register("linear", category="linear", in_dim=-1, layout=False,
@@ -22,6 +23,14 @@ class Linear(nn.Linear):
 
     def __init__(self, in_size: int, out: int, bias: bool = True):
         super().__init__(in_size, out, bias)
+
+    @staticmethod
+    def shape_rule(args: dict, shapes: list) -> Rule | None:
+        """[B, ..., D] -> [B, ..., out], D MACs per output."""
+        if len(shapes) != 1 or len(shapes[0]) < 2:
+            return None
+        out = (*shapes[0][:-1], args["out"])
+        return [out], numel(out) * shapes[0][-1]
 
     def label(self) -> str:
         return f"fc, {self.out_features}"

@@ -6,6 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from engine.blocks.registry import register
+from engine.blocks.shape_rules import Rule, broadcast, dim_index
 
 
 @register("add", category="merge", inputs=(2, -1),
@@ -27,6 +28,11 @@ class Add(nn.Module):
     def label(self) -> str:
         return "+"
 
+    @staticmethod
+    def shape_rule(args: dict, shapes: list) -> Rule | None:
+        out = broadcast(shapes)
+        return None if out is None else ([out], 0)
+
     def forward(self, x: Tensor, *rest: Tensor) -> Tensor:
         for other in rest:
             x = x + other
@@ -47,6 +53,8 @@ class Mul(nn.Module):
 
     def label(self) -> str:
         return "×"
+
+    shape_rule = Add.shape_rule
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
         return x * y
@@ -88,6 +96,23 @@ class Concat(nn.Module):
     def __init__(self, dim: int = 1, broadcast_batch: bool = False):
         super().__init__()
         self.dim, self.broadcast_batch = dim, broadcast_batch
+
+    @staticmethod
+    def shape_rule(args: dict, shapes: list) -> Rule | None:
+        """Equal ranks and sizes except at `dim`, which adds up (batch 1 broadcast if asked)."""
+        rank = len(shapes[0])
+        dim = dim_index(args.get("dim", 1), rank)
+        if dim is None or rank == 0 or any(len(s) != rank for s in shapes):
+            return None
+        if args.get("broadcast_batch") and dim != 0:
+            batch = max(s[0] for s in shapes)
+            if any(s[0] not in (1, batch) for s in shapes):
+                return None
+            shapes = [(batch, *s[1:]) for s in shapes]
+        first = shapes[0]
+        if any(s[i] != first[i] for s in shapes for i in range(rank) if i != dim):
+            return None
+        return [(*first[:dim], sum(s[dim] for s in shapes), *first[dim + 1:])], 0
 
     def forward(self, *xs: Tensor) -> Tensor:
         if self.broadcast_batch:

@@ -6,12 +6,38 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from engine.blocks.registry import register
+from engine.blocks.shape_rules import Rule, pair, pool_size
 
 _EXAMPLE = {"args": {"k": 2, "stride": 2}, "inputs": [[2, 3, 8, 8]]}
 
 
 def _pair(value):
     return tuple(value) if isinstance(value, list) else value
+
+
+def _window_rule(args: dict, shapes: list, dilation: int = 1) -> Rule | None:
+    """[B, C, H, W] -> [B, C, H', W'] by PyTorch's pooling arithmetic; no MACs."""
+    if len(shapes) != 1 or len(shapes[0]) != 4:
+        return None
+    k = pair(args["k"])
+    stride = k if args.get("stride") is None else pair(args["stride"])
+    pad = pair(args.get("pad", 0))
+    if None in (k, stride, pad) or min(*k, *stride, dilation) < 1 or min(pad) < 0 \
+            or pad[0] * 2 > k[0] or pad[1] * 2 > k[1]:
+        return None
+    b, c, h, w = shapes[0]
+    ceil = bool(args.get("ceil", False))
+    size = (pool_size(h, k[0], stride[0], pad[0], dilation, ceil),
+            pool_size(w, k[1], stride[1], pad[1], dilation, ceil))
+    return ([(b, c, *size)], 0) if min(size) > 0 else None
+
+
+def _adaptive_rule(args: dict, shapes: list) -> Rule | None:
+    """[B, C, H, W] -> [B, C, *size]; no MACs."""
+    size = pair(args["size"])
+    if len(shapes) != 1 or len(shapes[0]) != 4 or size is None or min(size) < 1:
+        return None
+    return [(*shapes[0][:2], *size)], 0
 
 
 def _pool_label(kind: str, k, stride) -> str:
@@ -31,6 +57,11 @@ class MaxPool(nn.MaxPool2d):
                  pad: int | list[int] = 0, dilation: int = 1, ceil: bool = False):
         super().__init__(_pair(k), _pair(stride), _pair(pad), dilation, ceil_mode=ceil)
 
+    @staticmethod
+    def shape_rule(args: dict, shapes: list) -> Rule | None:
+        dilation = args.get("dilation", 1)
+        return _window_rule(args, shapes, dilation) if isinstance(dilation, int) else None
+
     def label(self) -> str:
         return _pool_label("max", self.kernel_size, self.stride)
 
@@ -42,6 +73,8 @@ class AvgPool(nn.AvgPool2d):
     def __init__(self, k: int | list[int], stride: int | list[int] | None = None,
                  pad: int | list[int] = 0, ceil: bool = False, count_include_pad: bool = True):
         super().__init__(_pair(k), _pair(stride), _pair(pad), ceil, count_include_pad)
+
+    shape_rule = staticmethod(_window_rule)
 
     def label(self) -> str:
         return _pool_label("avg", self.kernel_size, self.stride)
@@ -55,6 +88,8 @@ class AdaptiveAvgPool(nn.AdaptiveAvgPool2d):
     def __init__(self, size: int | list[int]):
         super().__init__(_pair(size))
 
+    shape_rule = staticmethod(_adaptive_rule)
+
     def label(self) -> str:
         size = self.output_size
         return "global avg pool" if size in (1, (1, 1)) else f"adaptive avg pool, {size}"
@@ -67,6 +102,8 @@ class AdaptiveMaxPool(nn.AdaptiveMaxPool2d):
 
     def __init__(self, size: int | list[int]):
         super().__init__(_pair(size))
+
+    shape_rule = staticmethod(_adaptive_rule)
 
     def label(self) -> str:
         size = self.output_size

@@ -171,12 +171,19 @@ def all_blocks() -> dict[str, BlockInfo]:
     return dict(sorted(REGISTRY.entries.items()))
 
 
+_loaded = False  # every lookup asks: after the first, a flag instead of two imports (thousands a spec)
+
+
 def _load_all() -> None:
     # Importing the block modules runs their @register decorators; installed plugins (the
     # `engine.blocks` entry points) register theirs the first time the registry is read.
+    global _loaded
+    if _loaded:
+        return
     import engine.blocks  # noqa: F401
     from engine.blocks.plugins import load_entry_points
     load_entry_points()
+    _loaded = True
 
 
 def type_name(annotation: Any) -> str:

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from engine.blocks.registry import register
+from engine.blocks.shape_rules import Rule, dim_index, numel
 
 
 @register("flatten", category="tensor_ops", layout=False,
@@ -18,6 +19,15 @@ class Flatten(nn.Flatten):
 
     def __init__(self, start: int = 1, end: int = -1):
         super().__init__(start, end)
+
+    @staticmethod
+    def shape_rule(args: dict, shapes: list) -> Rule | None:
+        shape = shapes[0]
+        rank = max(len(shape), 1)  # a 0-d tensor flattens as a 1-d one
+        start, end = dim_index(args.get("start", 1), rank), dim_index(args.get("end", -1), rank)
+        if len(shapes) != 1 or not shape or start is None or end is None or start > end:
+            return None
+        return [(*shape[:start], numel(shape[start:end + 1]), *shape[end + 1:])], 0
 
 
 @register("reshape", category="tensor_ops", layout=False,
@@ -48,6 +58,14 @@ class Permute(nn.Module):
     def __init__(self, dims: list[int]):
         super().__init__()
         self.dims = tuple(dims)
+
+    @staticmethod
+    def shape_rule(args: dict, shapes: list) -> Rule | None:
+        shape = shapes[0]
+        dims = [dim_index(d, len(shape)) for d in args["dims"]]
+        if len(shapes) != 1 or sorted(d for d in dims if d is not None) != list(range(len(shape))):
+            return None
+        return [tuple(shape[d] for d in dims)], 0
 
     def label(self) -> str:
         return f"permute {self.dims}"

@@ -202,13 +202,14 @@ def _node_schema(ops: dict, fast_dispatch: bool) -> dict[str, Any]:
     # A primitive op fixes the node's keys; a spec-defined block's arguments are checked
     # against its `params:` by the validate stage instead.
     # `properties` and the dispatch only constrain mappings; a string is the `relu: relu` shorthand
+    if fast_dispatch:  # the validator's: check_op names the op (with a did-you-mean), and a
+        # list of every op's name as consts made an error object per name tried, for every node
+        return {"type": ["string", "object"], "properties": NODE_KEYS, "opDispatch": True}
     op = {"description": NODE_KEYS["op"]["description"],
           "anyOf": [*({"const": name, "description": info.doc.split("\n")[0] or name}
                       for name, info in ops.items()),
                     {"type": "string", "description": "a block defined under `blocks:`"}]}
     node = {"type": ["string", "object"], "properties": {**NODE_KEYS, "op": op}}
-    if fast_dispatch:
-        return {**node, "opDispatch": True}
     dispatch = [{"if": {"properties": {"op": {"const": name}}, "required": ["op"]},
                  "then": {"$ref": f"#/$defs/op_{name}"}} for name in ops]
     return {**node, "allOf": dispatch}
@@ -219,14 +220,57 @@ def dispatching_validator() -> jsonschema.protocols.Validator:
     schema = spec_schema(fast_dispatch=True, editor=False)
     ops = {name for name in schema["$defs"] if name.startswith("op_")}
 
+    for name in ops:  # each argument's `anyOf: [its type, EXPR]`, tried in Python first
+        for prop in schema["$defs"][name]["properties"].values():
+            if "anyOf" in prop and predicate(prop) is not None:
+                prop["fastAnyOf"] = prop.pop("anyOf")
+
     def op_dispatch(validator, enabled, instance, _schema):
         op = instance.get("op") if isinstance(instance, dict) else None
         if enabled and isinstance(op, str) and f"op_{op}" in ops:
             yield from validator.descend(instance, {"$ref": f"#/$defs/op_{op}"})
 
+    def fast_any_of(validator, branches, instance, _schema):
+        # jsonschema makes an error object for every branch that fails before one holds (an
+        # int argument fails EXPR, `$width` fails int): most of a spec's schema check
+        if not predicate({"anyOf": branches})(instance):
+            yield from validator.descend(instance, {"anyOf": branches})
+
     cls = jsonschema.validators.extend(jsonschema.Draft202012Validator,
-                                       {"opDispatch": op_dispatch})
+                                       {"opDispatch": op_dispatch, "fastAnyOf": fast_any_of})
     return cls(schema)
+
+
+_TYPES = {"integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+          "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+          "boolean": lambda v: isinstance(v, bool), "string": lambda v: isinstance(v, str),
+          "null": lambda v: v is None}
+_PREDICATES: dict[int, Any] = {}
+
+
+def predicate(schema: dict) -> typing.Callable[[Any], bool] | None:
+    """A Python test that accepts only what `schema` accepts (it may refuse more: the schema
+    then decides), for the simple schemas of block arguments; None for any other schema."""
+    key = id(schema.get("anyOf", schema))
+    if key not in _PREDICATES:
+        _PREDICATES[key] = (schema.get("anyOf", schema), _predicate(schema))  # keep the id alive
+    return _PREDICATES[key][1]
+
+
+def _predicate(schema: dict) -> typing.Callable[[Any], bool] | None:
+    keys = set(schema) - {"description"}
+    if keys == {"anyOf"}:
+        tests = [_predicate(branch) for branch in schema["anyOf"]]
+        return None if None in tests else (lambda v: any(test(v) for test in tests))
+    if keys == {"type"} and schema["type"] in _TYPES:
+        return _TYPES[schema["type"]]
+    if keys == {"type", "pattern"} and schema["type"] == "string":
+        pattern = re.compile(schema["pattern"])
+        return lambda v: isinstance(v, str) and pattern.search(v) is not None
+    if schema.get("type") == "array" and keys <= {"type", "items"}:
+        item = _predicate(schema.get("items") or {})
+        return None if item is None else (lambda v: isinstance(v, list) and all(map(item, v)))
+    return (lambda v: True) if not keys else None
 
 
 def _op_schema(info) -> dict[str, Any]:

@@ -252,7 +252,7 @@ class _ShapeRun:
         key = (node.op, repr(sorted(args.items())),
                tuple((i.shape, i.dtype, i.channels_first) for i in inputs))
         if key not in self.memo:
-            outputs = self.run_meta(node, module, inputs, info)
+            outputs = by_rule(info, args, inputs) or self.run_meta(node, module, inputs, info)
             if outputs is None:
                 return None
             self.memo[key] = outputs
@@ -276,6 +276,22 @@ class _ShapeRun:
         infos = tuple(TensorInfo(tuple(o.shape), layout and o.dim() == 4,
                                  str(o.dtype).removeprefix("torch.")) for o in outs)
         return infos, counter.flops // 2
+
+
+def by_rule(info: BlockInfo, args: dict, inputs: list[TensorInfo]
+            ) -> tuple[tuple[TensorInfo, ...], int] | None:
+    """Output shapes and MACs from the block's `shape_rule` (blocks/shape_rules.py), or None
+    where it has none or declines: then PyTorch runs it on meta and says what is wrong."""
+    rule = getattr(info.cls, "shape_rule", None)
+    if rule is None or not inputs or any(i.dtype != "float32" for i in inputs):
+        return None
+    shapes = [i.shape for i in inputs]
+    ruled = rule({**args, **inferred_args(info, shapes)}, shapes)
+    if ruled is None:
+        return None
+    outs, macs = ruled
+    layout = info.layout if info.layout is not None else inputs[0].channels_first
+    return tuple(TensorInfo(tuple(o), layout and len(o) == 4, "float32") for o in outs), macs
 
 
 # `torch.nn.init`'s in-place schemes: on meta tensors they compute nothing, but their Python

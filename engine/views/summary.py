@@ -12,6 +12,7 @@ Computed from the shape stage's meta modules: no weight is allocated. Convention
 from __future__ import annotations
 
 import functools
+import weakref
 from dataclasses import dataclass, field
 
 import torch
@@ -45,8 +46,28 @@ class Summary:
 
 
 def node_params(node: Node, shaped: Shaped, seen: set | None = None) -> int:
-    """Parameters owned by a node and its children, each counted once."""
-    return sum(p.numel() for p, _ in _params(node, shaped, set() if seen is None else seen))
+    """Parameters owned by a node and its children, each counted once (`seen`: the (node,
+    parameter) pairs counted already, by earlier calls sharing it)."""
+    if seen is not None:
+        return sum(p.numel() for p, _ in _params(node, shaped, seen))
+    # a row, box or card per node asks for every node at every level: each subtree summed once
+    memo = shaped.__dict__.setdefault("_node_params", {})
+    if node.path not in memo:
+        own = sum(p.numel() for p, _ in _own_params(node, shaped))
+        below = sum(node_params(child, shaped) for child in node.body.nodes) if node.body else 0
+        memo[node.path] = own + below
+    return memo[node.path]
+
+
+def _own_params(node: Node, shaped: Shaped):
+    """(parameter, name) of the node's own layer: none for a node sharing another's, and not a
+    tied one (its target's tensor, counted there)."""
+    result = shaped.nodes.get(node.path)
+    if result is None or result.layer is None or node.shared is not None:
+        return
+    for name, p in _layer_params(result.layer):
+        if name not in node.tie:
+            yield p, name
 
 
 def _params(node: Node, shaped: Shaped, seen: set, frozen: bool = False):
@@ -54,17 +75,26 @@ def _params(node: Node, shaped: Shaped, seen: set, frozen: bool = False):
     parameters are their target's, counted there."""
     frozen = frozen or node.freeze
     result = shaped.nodes.get(node.path)
-    if result is not None and result.layer is not None and node.shared is None:
-        for name, p in result.layer.named_parameters():
-            if name in node.tie:
-                continue  # a tied parameter is its target's tensor, counted there
-            # by node, not by tensor: nodes of the same op and arguments share one meta layer
-            if (id(result), name) not in seen:
-                seen.add((id(result), name))
-                yield p, frozen
+    for p, name in _own_params(node, shaped):
+        # by node, not by tensor: nodes of the same op and arguments share one meta layer
+        if (id(result), name) not in seen:
+            seen.add((id(result), name))
+            yield p, frozen
     if node.body is not None:
         for child in node.body.nodes:
             yield from _params(child, shaped, seen, frozen)
+
+
+_LAYER_PARAMS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _layer_params(layer: torch.nn.Module) -> list:
+    """A layer's named parameters, listed once: a row per node asks again for every level above
+    it, and walking torch's module tree each time was a fifth of a summary."""
+    found = _LAYER_PARAMS.get(layer)
+    if found is None:
+        found = _LAYER_PARAMS[layer] = list(layer.named_parameters())
+    return found
 
 
 def summarize(shaped: Shaped, depth: int = 2, batch: int = 1) -> Summary:
