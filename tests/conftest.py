@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import textwrap
 from pathlib import Path
 
@@ -13,6 +14,17 @@ import engine
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("ENGINE_DATA", REPO.parent / "shared" / "data"))
+
+# The bundled specs whole, and without the larger members of a family (the same blocks deeper or
+# wider, no new kind of argument): for the checks that build or run PyTorch on every spec, where
+# ResNet-152, ViT-H/14 or RegNetY-128GF would add minutes and no new code path.
+BUNDLED_SPECS = sorted(p.stem for p in (REPO / "specs").glob("*.yaml"))
+_LARGER = re.compile(
+    r"convnext_(base|large|small|xlarge)|densenet(161|169|201|264)|efficientnet_(b[1-7]|v2_[ml])"
+    r"|mnasnet(0_75|1_0|1_3)|regnet_[xy]_(?!400mf).*|resnet(34|101|152)|resnext101.*"
+    r"|shufflenet_v2_x(1_0|1_5|2_0)|swin_v2_[bs]|swin_[bs]|vgg1[369].*|vit_(b32|h14|l16|l32)"
+    r"|wide_resnet.*|(deeplabv3|fcn)_resnet101|edsr_large")
+FAMILY_SPECS = [name for name in BUNDLED_SPECS if not _LARGER.fullmatch(name)]
 
 # Every skip for a missing dataset gives a reason that starts with NO_DATA (see `needs_data`),
 # so that the run's summary can count them (`pytest_terminal_summary`).

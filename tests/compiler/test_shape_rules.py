@@ -2,14 +2,13 @@
 
 Every node a rule answers is also run the old way, on meta tensors with PyTorch's FLOP
 counter, and the two must agree on each output's shape, layout, dtype and on the MACs. The
-bundled specs are the corpus: between them they use every rule with the arguments real
-architectures write (padded, strided, dilated, grouped and `same` convs, ceil-mode pools,
-broadcast adds, class-token concats, permutes to channels-last).
+bundled specs are the corpus (a family's larger members aside: conftest.FAMILY_SPECS): between
+them they use every rule with the arguments real architectures write (padded, strided, dilated,
+grouped and `same` convs, ceil-mode pools, broadcast adds, class-token concats, permutes to
+channels-last).
 """
 
 from __future__ import annotations
-
-import re
 
 import pytest
 import torch
@@ -19,16 +18,7 @@ import engine.compiler.shapes as shapes
 from engine.blocks.registry import lookup
 from engine.blocks.shape_rules import broadcast
 
-from ..conftest import REPO
-
-# every bundled spec but the larger members of a family, which add no new kind of argument
-# (the same blocks deeper or wider): this check runs PyTorch as well as the rules on each node
-_LARGER = re.compile(
-    r"convnext_(base|large|small|xlarge)|densenet(161|169|201|264)|efficientnet_(b[1-7]|v2_[ml])"
-    r"|mnasnet(0_75|1_0|1_3)|regnet_[xy]_(?!400mf).*|resnet(34|101|152)|resnext101.*"
-    r"|shufflenet_v2_x(1_0|1_5|2_0)|swin_v2_[bs]|swin_[bs]|vgg1[369].*|vit_(b32|h14|l16|l32)"
-    r"|wide_resnet.*|(deeplabv3|fcn)_resnet101|edsr_large")
-CORPUS = sorted(p.stem for p in (REPO / "specs").glob("*.yaml") if not _LARGER.fullmatch(p.stem))
+from ..conftest import FAMILY_SPECS
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +43,7 @@ def checked() -> dict:
 
     shapes.by_rule = both
     try:
-        for spec in CORPUS:
+        for spec in FAMILY_SPECS:
             engine.analyze(spec)
     finally:
         shapes.by_rule = original

@@ -1,6 +1,7 @@
 """`engine codegen`: the generated file is standalone and reproduces the engine's model.
 
-Every bundled spec is generated; the engine-built model's state_dict is saved, and a FRESH
+Every bundled spec is generated (a family's larger members aside, conftest.FAMILY_SPECS: the
+same blocks deeper or wider); the engine-built model's state_dict is saved, and a FRESH
 interpreter (which never imports engine or blocks) imports the generated file, loads the
 state_dict with strict=True and runs the same input: outputs must match to 1e-6 (relative to
 max(1, |output|)). Big models only check, on the meta device, that the generated model builds
@@ -26,6 +27,8 @@ from engine.cli import main
 from engine.compiler.build import build
 from engine.compiler.merge import SPECS_DIR
 
+from ..conftest import FAMILY_SPECS
+
 # Checked numerically (batch 1); every other bundled spec is checked on the meta device.
 NUMERIC = ["alexnet", "vgg11_bn", "resnet18", "resnet50", "googlenet", "inception_v3",
            "densenet121", "convnext_tiny", "vit_b16", "squeezenet1_1"]
@@ -33,7 +36,7 @@ NUMERIC = ["alexnet", "vgg11_bn", "resnet18", "resnet50", "googlenet", "inceptio
 # pooling run on smaller images than their spec's (ViT's position table needs its 224).
 IMAGE_SIZE = {"inception_v3": 96, "vit_b16": None}
 DEFAULT_IMAGE_SIZE = 64
-BUNDLED = sorted(p.stem for p in SPECS_DIR.glob("*.yaml"))
+BUNDLED = FAMILY_SPECS
 TOLERANCE = 1e-6
 
 SMALL = {
