@@ -132,19 +132,22 @@ def _first_line(defn: ast.AST) -> int:
 
 # torch conventions, not engine internals: `reset_parameters` re-initialises a module built on the
 # meta device (PyTorch's own layers have one), so a copied block keeps it even where no method of
-# its file calls it; `label` (the diagram's box text) is the engine's and always goes. Decided by
+# its file calls it; `label` (the diagram's box text) and `shape_rule` (static shape inference,
+# def'd or assigned `shape_rule = staticmethod(...)`) are the engine's and always go. Decided by
 # name, not by what else the block's file holds, so moving a block never changes the output.
 KEEP_METHODS = ("forward", "reset_parameters")
-ENGINE_METHODS = ("label",)
+ENGINE_METHODS = ("label", "shape_rule")
 
 
-def _engine_only(cdef: ast.ClassDef, tree: ast.Module) -> list[ast.FunctionDef]:
+def _engine_only(cdef: ast.ClassDef, tree: ast.Module) -> list[ast.stmt]:
     """Methods of a block class that only the engine calls (`label` for diagrams): not
     nn.Module's, not dunders, and not used by any method of the module (a base class's
     helpers are used by its subclasses)."""
     methods = [n for n in cdef.body if isinstance(n, ast.FunctionDef)]
     everywhere = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)]
-    out = []
+    out: list[ast.stmt] = [n for n in cdef.body if isinstance(n, ast.Assign)
+                           and any(isinstance(t, ast.Name) and t.id in ENGINE_METHODS
+                                   for t in n.targets)]
     for m in methods:
         if m.name in ENGINE_METHODS:
             out.append(m)
