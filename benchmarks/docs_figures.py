@@ -104,7 +104,7 @@ TABLES = (
           (("AlexNet", "alexnet_mnist"), ("VGG", "vgg11_bn_mnist"), ("ResNet", "resnet18_mnist"),
            ("GoogLeNet (aux heads)", "googlenet_aux_mnist"), ("Inception v3", "inception_v3_mnist"),
            ("DenseNet", "densenet121_mnist"), ("ConvNeXt", "convnext_tiny_mnist"),
-           ("ViT (seed's tiny)", "vit_tiny_mnist"), ("SqueezeNet", "squeezenet1_1_mnist")),
+           ("ViT (seed's tiny)", "vit_tiny_usps"), ("SqueezeNet", "squeezenet1_1_mnist")),
           (("family", lambda r: r["label"]), ("recipe", code("recipe")), ("data", data),
            ("trained", trained), ("test accuracy", percent("accuracy", bold=True)),
            ("pixel baseline", percent("pixel_baseline_accuracy")), ("run", code("run")))),
