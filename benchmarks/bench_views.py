@@ -134,11 +134,22 @@ def against_peer(rounds: int) -> None:
     peer()  # warm
     ours = lambda: summarize(analyze("densenet121"))  # noqa: E731
     ours()
-    engine_time, peer_time = timed(ours, rounds), timed(peer, rounds)
+    # interleaved rounds in alternating order, so a neighbour's load falls on both sides alike
+    pairs = [tuple(reversed(timed_pair(peer, ours))) if i % 2 else timed_pair(ours, peer)
+             for i in range(rounds)]
+    engine_time = statistics.median(p[0][0] for p in pairs), statistics.median(p[0][1] for p in pairs)
+    peer_time = statistics.median(p[1][0] for p in pairs), statistics.median(p[1][1] for p in pairs)
+    ratios = sorted(p[1][1] / p[0][1] for p in pairs)
     print(f"  {'engine summary':<26} {ms(engine_time)}")
     print(f"  {label:<26} {ms(peer_time)}")
     print(f"  engine is {peer_time[1] / engine_time[1]:.1f}x faster in CPU time "
-          f"({peer_time[0] / engine_time[0]:.1f}x in wall time)")
+          f"({peer_time[0] / engine_time[0]:.1f}x in wall time; per-round CPU ratio "
+          f"{ratios[0]:.1f}-{ratios[-1]:.1f})")
+
+
+def timed_pair(first, second) -> tuple[tuple[float, float], tuple[float, float]]:
+    """(wall, CPU) seconds of one call of each, in this order."""
+    return timed(first, 1), timed(second, 1)
 
 
 def views(spec, other=None) -> dict:

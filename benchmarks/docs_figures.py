@@ -99,6 +99,12 @@ def fd(row: dict) -> str:
     return "" if value is None else f"**{value:.2f}** ({_eval(row, 'sample_count')})"
 
 
+GENERATIVE_COLUMNS = (
+    ("model", lambda r: r["label"]), ("recipe", code("recipe")), ("trained", trained),
+    ("PSNR", number("psnr", unit=" dB")), ("digit-FD (n)", fd),
+    ("real floor", number("digit_fd_real")), ("PCA-Gaussian", number("digit_fd_pca_gaussian")),
+    ("label accuracy", percent("label_accuracy")), ("judge", judge))
+
 TABLES = (
     Table("classification", "classification.md",
           (("AlexNet", "alexnet_mnist"), ("VGG", "vgg11_bn_mnist"), ("ResNet", "resnet18_mnist"),
@@ -113,10 +119,10 @@ TABLES = (
            ("CVAE (linear)", "cvae_linear_digits"),
            ("CVAE (linear), the seed's `conditioning: add`", "probes/cvae_linear_digits"),
            ("VQ-VAE", "vqvae_digits")),
-          (("model", lambda r: r["label"]), ("recipe", code("recipe")), ("trained", trained),
-           ("PSNR", number("psnr", unit=" dB")), ("digit-FD (n)", fd),
-           ("real floor", number("digit_fd_real")), ("PCA-Gaussian", number("digit_fd_pca_gaussian")),
-           ("label accuracy", percent("label_accuracy")), ("judge", judge))),
+          GENERATIVE_COLUMNS),
+    Table("generative_mnist_cvae", "generative.md",
+          (("CVAE (conv)", "cvae_mnist"), ("CVAE (linear)", "cvae_linear_mnist")),
+          GENERATIVE_COLUMNS),
 )
 
 
