@@ -243,7 +243,7 @@ class _Resolver(Repeats, Budget):
         loc = loc or raw.loc  # errors about the node point at its name
         inputs = self.refs(raw.get("in"), raw, full) if "in" in raw else default_in
         inputs = self.expand_steps(inputs, earlier or [], raw, full)
-        when = self.value(raw.get("when", True), scope, raw.value_loc("when"), full, True)
+        when = self.optional(raw, "when", True, scope, full, shape_ok=True)
         passes = self.passed_on(raw, inputs, full, loc)
         if "when" in raw and not isinstance(when, Deferred) and not when and when is not INVALID:
             self.made_node(loc, full)
@@ -251,12 +251,19 @@ class _Resolver(Repeats, Budget):
         node = self.body_node(name, raw, scope, full, inputs, loc=loc)
         node.when, node.passes = (True if when is INVALID else when), passes
         node.share = None if "repeat" in raw else raw.get("share")  # a repeat's share: is its own
-        node.init = self.value(raw.get("init", {}), scope, raw.value_loc("init"), full)
+        node.init = self.optional(raw, "init", {}, scope, full)
         node.tie = raw.get("tie") or {}
-        node.freeze = bool(self.value(raw.get("freeze", False), scope, raw.value_loc("freeze"), full))
-        node.spectral_norm = bool(self.value(raw.get("spectral_norm", False), scope,
-                                             raw.value_loc("spectral_norm"), full))
+        node.freeze = bool(self.optional(raw, "freeze", False, scope, full))
+        node.spectral_norm = bool(self.optional(raw, "spectral_norm", False, scope, full))
         return node
+
+    def optional(self, raw: LocDict, key: str, default: Any, scope: dict, path: str,
+                 shape_ok: bool = False) -> Any:
+        """A node key's evaluated value, or `default` (a plain value) where the node has none:
+        most nodes set none of when/init/freeze/spectral_norm, and thousands are resolved."""
+        if key not in raw:
+            return default if not isinstance(default, dict) else {}
+        return self.value(raw[key], scope, raw.value_loc(key), path, shape_ok)
 
     def passed_on(self, raw: LocDict, inputs: list[Ref], path: str, loc: Loc | None) -> int:
         """The input a node switched off by `when:` passes on: its only one, or the one its
