@@ -10,6 +10,8 @@ recipe under `--runs` (default runs/) that holds an `eval-test.json`, the record
 RECIPE --checkpoint ... --split test` writes (with `--baseline` for classifiers). From the folder
 come the epochs (recipe.yaml), the training wall time (status and metrics.csv) and the figures
 (the eval record, with the digit judge's identity: a figure made by another judge says so).
+A run whose recipe.yaml differs from its recipe file today is not shown: its row names the run
+and what changed (a figure of an older recipe is not the recipe's figure).
 
 `--write` replaces the text between `<!-- table: NAME -->` and `<!-- /table -->` in the table's
 doc and saves what it read as docs/results/NAME.json, so that `--check` can re-render each table
@@ -148,15 +150,36 @@ def record_row(label: str, recipe: str, folder: Path) -> dict:
             "eval": json.loads((folder / "eval-test.json").read_text())}
 
 
-def read_table(table: Table, runs: Path) -> list[dict]:
+def read_table(table: Table, runs: Path, recipes: Path = ROOT / "recipes") -> list[dict]:
     rows = []
     for label, recipe in table.rows:
         # "probes/NAME": a run of NAME's recipe with other settings, kept under runs/probes
         sub, _, name = recipe.rpartition("/")
         folder = latest_run(runs / sub if sub else runs, name)
-        rows.append(record_row(label, recipe, folder) if folder else
-                    {"label": label, "recipe": recipe, "missing": True})
+        if folder is None:
+            rows.append({"label": label, "recipe": recipe, "missing": True})
+            continue
+        row = record_row(label, recipe, folder)
+        changed = [] if sub else recipe_changes(folder, recipes / f"{name}.yaml")
+        rows.append({**row, "stale": changed} if changed else row)
     return rows
+
+
+def recipe_changes(folder: Path, recipe: Path) -> list[str]:
+    """How the recipe file now differs from the one the run trained with (its folder's
+    recipe.yaml, merged and with the defaults), as `key: then -> now`: a figure from a run of
+    an older recipe is not that recipe's figure."""
+    from engine.train.recipe import load_recipe
+
+    now = json.loads(json.dumps(load_recipe(recipe).doc))
+    return [f"{key}: {then!r} -> {later!r}" for key, then, later in _differences(read_recipe(folder), now)]
+
+
+def _differences(a, b, path: str = "") -> list[tuple[str, object, object]]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [d for k in sorted(set(a) | set(b), key=str)
+                for d in _differences(a.get(k), b.get(k), f"{path}.{k}" if path else str(k))]
+    return [] if a == b else [(path, a, b)]
 
 
 # ---- rendering -----------------------------------------------------------------------------------
@@ -166,6 +189,10 @@ def render(table: Table, rows: list[dict]) -> str:
     for row in rows:
         if row.get("missing"):
             cells = [row["label"], f"`{row['recipe']}`", "not run yet"] + [""] * (len(table.columns) - 3)
+        elif row.get("stale"):
+            cells = [row["label"], f"`{row['recipe']}`",
+                     f"recipe changed since run `{row['run']}` ({'; '.join(row['stale'])}): re-run it"
+                     ] + [""] * (len(table.columns) - 3)
         else:
             cells = [cell(row) for _, cell in table.columns]
         lines.append("| " + " | ".join(cells) + " |")

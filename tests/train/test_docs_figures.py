@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from engine.train.recipe import load_recipe
 from engine.train.tracking import write_status
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,13 +27,14 @@ def figures():
     return module
 
 
-def fake_run(runs: Path, name: str, accuracy: float, state: str = "finished", evaluated: bool = True):
-    """A run folder as `engine train` and `engine eval --baseline` leave it."""
+def fake_run(runs: Path, name: str, accuracy: float, state: str = "finished", evaluated: bool = True,
+             **changed):
+    """A run folder as `engine train` and `engine eval --baseline` leave it, trained with the
+    bundled recipe of its name (merged, with defaults) as it stands, or with `changed` keys."""
     folder = runs / name
     folder.mkdir(parents=True)
-    recipe = {"name": name.rsplit("-", 2)[0], "epochs": 3, "data": {"dataset": "mnist"},
-              "spec": {"name": "resnet18", "set": {"image_size": 32}}}
-    (folder / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    recipe = json.loads(json.dumps(load_recipe(ROOT / "recipes" / f"{name.rsplit('-', 2)[0]}.yaml").doc))
+    (folder / "recipe.yaml").write_text(yaml.safe_dump({**recipe, **changed}, sort_keys=False))
     (folder / "metrics.csv").write_text("epoch,step,val_accuracy\n1,110,0.9\n2,220,0.95\n3,330,0.97\n")
     write_status(folder, state)
     if evaluated:
@@ -74,3 +76,15 @@ def test_write_then_check_finds_a_hand_edit(figures, tmp_path, capsys):
     capsys.readouterr()
     assert figures.main(["classification", "--docs", str(docs), "--check"]) == 1
     assert "differs from the one rendered" in capsys.readouterr().out
+
+
+def test_a_run_of_an_older_recipe_is_not_its_figure(figures, tmp_path):
+    runs = tmp_path / "runs"
+    fake_run(runs, "resnet18_mnist-20260102-000000", 0.9855, epochs=1)  # the recipe now says 3
+    table = next(t for t in figures.TABLES if t.name == "classification")
+    rows = {r["recipe"]: r for r in figures.read_table(table, runs)}
+    assert rows["resnet18_mnist"]["stale"] == ["epochs: 1 -> 3"]
+    line = next(t for t in figures.render(table, list(rows.values())).splitlines()
+                if "`resnet18_mnist`" in t)
+    assert "recipe changed since run `resnet18_mnist-20260102-000000` (epochs: 1 -> 3)" in line
+    assert "98.55" not in line
