@@ -125,6 +125,11 @@ TABLES = (
     Table("generative_mnist_cvae", "generative.md",
           (("CVAE (conv)", "cvae_mnist"), ("CVAE (linear)", "cvae_linear_mnist")),
           GENERATIVE_COLUMNS),
+    Table("translation_lstm", "sequence.md",
+          (("Seq2Seq, no attention (LSTM 512 x 2, bidirectional encoder)", "seq2seq_lstm_bi_multi30k"),),
+          (("model", lambda r: r["label"]), ("recipe", code("recipe")), ("trained", trained),
+           ("test BLEU, greedy", number("bleu", bold=True)), ("test perplexity", number("perplexity", 1)),
+           ("sentences", number("sentences", 0)))),
 )
 
 
