@@ -155,7 +155,7 @@ def record_row(label: str, recipe: str, folder: Path) -> dict:
             "eval": json.loads((folder / "eval-test.json").read_text())}
 
 
-def read_table(table: Table, runs: Path, recipes: Path = ROOT / "recipes") -> list[dict]:
+def read_table(table: Table, runs: Path) -> list[dict]:
     rows = []
     for label, recipe in table.rows:
         # "probes/NAME": a run of NAME's recipe with other settings, kept under runs/probes
@@ -165,18 +165,19 @@ def read_table(table: Table, runs: Path, recipes: Path = ROOT / "recipes") -> li
             rows.append({"label": label, "recipe": recipe, "missing": True})
             continue
         row = record_row(label, recipe, folder)
-        changed = [] if sub else recipe_changes(folder, recipes / f"{name}.yaml")
+        changed = [] if sub else recipe_changes(folder, ROOT / "recipes" / f"{name}.yaml")
         rows.append({**row, "stale": changed} if changed else row)
     return rows
 
 
 def recipe_changes(folder: Path, recipe: Path) -> list[str]:
     """How the recipe file now differs from the one the run trained with (its folder's
-    recipe.yaml, merged and with the defaults), as `key: then -> now`: a figure from a run of
-    an older recipe is not that recipe's figure."""
-    from engine.train.recipe import load_recipe
+    recipe.yaml: the file with its `extends:` merged, as the runner saves it), as `key: then ->
+    now`: a figure from a run of an older recipe is not that recipe's figure. Only merged, not
+    validated: that would analyse the spec and open the dataset, which a table needs neither of."""
+    from engine.compiler.merge import load_merged
 
-    now = json.loads(json.dumps(load_recipe(recipe).doc))
+    now = json.loads(json.dumps(load_merged(recipe, None, recipe=True)))
     return [f"{key}: {then!r} -> {later!r}" for key, then, later in _differences(read_recipe(folder), now)]
 
 
@@ -192,12 +193,11 @@ def render(table: Table, rows: list[dict]) -> str:
     lines = ["| " + " | ".join(title for title, _ in table.columns) + " |",
              "| " + " | ".join("---" for _ in table.columns) + " |"]
     for row in rows:
-        if row.get("missing"):
-            cells = [row["label"], f"`{row['recipe']}`", "not run yet"] + [""] * (len(table.columns) - 3)
-        elif row.get("stale"):
-            cells = [row["label"], f"`{row['recipe']}`",
-                     f"recipe changed since run `{row['run']}` ({'; '.join(row['stale'])}): re-run it"
-                     ] + [""] * (len(table.columns) - 3)
+        # a row without a figure: why not, in the third cell, the rest left empty
+        reason = "not run yet" if row.get("missing") else row.get("stale") and (
+            f"recipe changed since run `{row['run']}` ({'; '.join(row['stale'])}): re-run it")
+        if reason:
+            cells = [row["label"], f"`{row['recipe']}`", reason] + [""] * (len(table.columns) - 3)
         else:
             cells = [cell(row) for _, cell in table.columns]
         lines.append("| " + " | ".join(cells) + " |")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from engine.train.recipe import load_recipe
+from engine.compiler.merge import load_merged
 from engine.train.tracking import write_status
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,10 +30,12 @@ def figures():
 def fake_run(runs: Path, name: str, accuracy: float, state: str = "finished", evaluated: bool = True,
              **changed):
     """A run folder as `engine train` and `engine eval --baseline` leave it, trained with the
-    bundled recipe of its name (merged, with defaults) as it stands, or with `changed` keys."""
+    bundled recipe of its name (its `extends:` merged, as the runner saves it) as it stands, or
+    with `changed` keys."""
     folder = runs / name
     folder.mkdir(parents=True)
-    recipe = json.loads(json.dumps(load_recipe(ROOT / "recipes" / f"{name.rsplit('-', 2)[0]}.yaml").doc))
+    recipe = json.loads(json.dumps(load_merged(ROOT / "recipes" / f"{name.rsplit('-', 2)[0]}.yaml",
+                                               None, recipe=True)))
     (folder / "recipe.yaml").write_text(yaml.safe_dump({**recipe, **changed}, sort_keys=False))
     (folder / "metrics.csv").write_text("epoch,step,val_accuracy\n1,110,0.9\n2,220,0.95\n3,330,0.97\n")
     write_status(folder, state)
