@@ -187,6 +187,82 @@ class ConstantInput(nn.Module):
         return self.const.repeat(x.shape[0], 1, 1, 1)
 
 
+@register("truncation", category="style", in_dim=-1, layout=False,
+          example={"args": {"layers": 3, "psi": 0.7, "cutoff": 2}, "inputs": [[2, 6]]})
+class Truncation(nn.Module):
+    """StyleGAN's per-layer styles and the truncation trick (Karras et al., 2019, sections 2
+    and 3.2).
+
+    [B, S] (w) -> [B, layers, S]: w repeated once per style input of the synthesis network,
+    so that style mixing can give layers different styles. In training the module tracks the
+    average style in the buffer `w_avg` [S] (an exponential moving average of the batch means,
+    decay `beta`, 0.995 as the paper) and passes w through. In eval the first `cutoff` layers
+    (every layer when null) get w_avg + psi * (w - w_avg): psi 1 (the default) changes
+    nothing, psi 0 gives every sample the average style.
+    """
+
+    def __init__(self, in_size: int, layers: int, psi: float = 1.0, cutoff: int | None = None,
+                 beta: float = 0.995):
+        super().__init__()
+        if layers < 1:
+            raise ValueError(f"truncation: layers must be at least 1, got {layers}")
+        self.layers, self.psi, self.cutoff, self.beta = layers, psi, cutoff, beta
+        self.register_buffer("w_avg", torch.zeros(in_size))
+
+    def label(self) -> str:
+        return f"styles x{self.layers}" + ("" if self.psi == 1 else f", truncation {self.psi:g}")
+
+    def forward(self, w: Tensor) -> Tensor:
+        if self.training:
+            with torch.no_grad():  # the average is a statistic, not a parameter
+                self.w_avg.lerp_(w.detach().mean(0).to(self.w_avg.dtype), 1 - self.beta)
+        styles = w.unsqueeze(1).expand(-1, self.layers, -1)
+        if self.training or self.psi == 1:
+            return styles
+        avg = self.w_avg.to(w.dtype)
+        truncated = avg + self.psi * (styles - avg)
+        cutoff = self.layers if self.cutoff is None else self.cutoff
+        keep = torch.arange(self.layers, device=w.device)[None, :, None] < cutoff
+        return torch.where(keep, truncated, styles)
+
+    def extra_repr(self) -> str:
+        return f"layers={self.layers}, psi={self.psi:g}, cutoff={self.cutoff}, beta={self.beta:g}"
+
+
+@register("style_mixing", category="style", layout=False, same_shape=True,
+          example={"args": {"prob": 1.0}, "inputs": [[4, 6, 5]]})
+class StyleMixing(nn.Module):
+    """StyleGAN's mixing regularisation (Karras et al., 2019, section 3.1).
+
+    [B, L, S] (per-layer styles) -> [B, L, S]. In training, with probability `prob` per batch
+    (0.9 in the paper), a crossover layer c is drawn uniformly from 1..L-1 and layers c..L-1
+    take the styles of another sample of the batch (the batch rolled by one), so that the
+    synthesis network cannot assume neighbouring styles are correlated. The paper maps a
+    second z; another sample's w is a draw from the same distribution through the same
+    mapping, without a second pass. The identity in eval, for a batch of one, and for L = 1.
+    """
+
+    def __init__(self, prob: float = 0.9):
+        super().__init__()
+        if not 0 <= prob <= 1:
+            raise ValueError(f"style_mixing: prob must be in [0, 1], got {prob}")
+        self.prob = prob
+
+    def label(self) -> str:
+        return f"style mixing p={self.prob:g}"
+
+    def forward(self, styles: Tensor) -> Tensor:
+        b, layers = styles.shape[:2]
+        if not self.training or b < 2 or layers < 2 or float(torch.rand(())) >= self.prob:
+            return styles
+        crossover = int(torch.randint(1, layers, ()))
+        fine = torch.arange(layers, device=styles.device)[None, :, None] >= crossover
+        return torch.where(fine, styles.roll(1, 0), styles)
+
+    def extra_repr(self) -> str:
+        return f"prob={self.prob:g}"
+
+
 def _float(x: Tensor) -> Tensor:
     # Blocks that also take class labels may receive every input as integers (a registry
     # example declares one dtype for all its inputs): compute in floating point.

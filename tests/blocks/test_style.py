@@ -168,3 +168,42 @@ def test_film_matches_formula():
     want = x * (1 + scale.view(2, 4, 1, 1)) + shift.view(2, 4, 1, 1)
     torch.testing.assert_close(block(x, c), want)
     assert block.label() == "FiLM"
+
+
+def test_truncation_broadcasts_tracks_the_average_and_truncates_in_eval():
+    from engine.blocks.style import Truncation
+    block = Truncation(4, layers=3, psi=0.5, cutoff=2, beta=0.9)
+    w1, w2 = torch.randn(5, 4), torch.randn(5, 4)
+    out = block(w1)
+    assert out.shape == (5, 3, 4) and all(torch.equal(out[:, i], w1) for i in range(3))
+    block(w2)
+    torch.testing.assert_close(block.w_avg, 0.9 * 0.1 * w1.mean(0) + 0.1 * w2.mean(0))
+    avg = block.w_avg.clone()
+    block.eval()
+    out = block(w1)
+    torch.testing.assert_close(out[:, :2], (avg + 0.5 * (w1 - avg))[:, None].expand(5, 2, 4))
+    torch.testing.assert_close(out[:, 2], w1)  # past the cutoff: untruncated
+    torch.testing.assert_close(block.w_avg, avg)  # eval does not move the average
+    block.psi = 1.0
+    torch.testing.assert_close(block(w1), w1[:, None].expand(5, 3, 4))
+
+
+def test_style_mixing_takes_another_samples_styles_from_a_crossover_on():
+    from engine.blocks.style import StyleMixing
+    torch.manual_seed(0)
+    styles = torch.randn(4, 6, 3)
+    block = StyleMixing(prob=1.0)
+    crossovers = set()
+    for _ in range(40):
+        out = block(styles)
+        own = (out == styles).all(dim=2).all(dim=0)  # per layer: every sample kept its own
+        c = int(own.logical_not().nonzero()[0])
+        assert own[:c].all() and not own[c:].any() and 1 <= c <= 5
+        torch.testing.assert_close(out[:, c:], styles.roll(1, 0)[:, c:])
+        crossovers.add(c)
+    assert crossovers == {1, 2, 3, 4, 5}  # uniform over 1..L-1: all of them show up
+    assert torch.equal(StyleMixing(prob=0.0)(styles), styles)
+    block.eval()
+    assert torch.equal(block(styles), styles)
+    with pytest.raises(ValueError, match="prob must be in"):
+        StyleMixing(prob=1.5)

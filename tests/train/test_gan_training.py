@@ -75,6 +75,42 @@ def test_recipe_trains_and_samples_a_grid(name, tmp_path, capsys):
             assert img.size[1] == 10 * 30 + 2
     if name == "infogan_mnist":
         assert (tmp_path / "grid_c2.png").exists() and "categorical code" in said
+    if name == "stylegan_mnist":  # -n 20: 3 sources each way, 6 truncation levels
+        assert "style mixing" in said and "truncation" in said
+        with Image.open(tmp_path / "grid_mixing.png") as img:
+            assert img.size == (4 * 30 + 2, 4 * 30 + 2)
+        with Image.open(tmp_path / "grid_truncation.png") as img:
+            assert img.size == (6 * 30 + 2, 3 * 30 + 2)
+
+
+def test_stylegan_mixing_grid_cells_take_coarse_styles_from_the_row_and_fine_from_the_column(
+        tmp_path):
+    """With the noise inputs off, the grid's sources are the generator's images of their z,
+    and cell (r, c) is the image of [row r's w for the 7x7 layers, column c's w for the rest],
+    built here from the mapping network's output by hand."""
+    from engine.train.evaluation.style_grids import mixing_grid, styles_block
+    run = _run("stylegan_mnist", tmp_path)
+    procedure = run.procedure
+    g = procedure.network("generator", procedure.eval_model()).eval()
+    with torch.no_grad():
+        grid = mixing_grid(procedure, procedure.eval_model(), styles_block(g), 2,
+                           torch.Generator().manual_seed(3))
+        gen = torch.Generator().manual_seed(3)
+        rows, columns = procedure.latent(2, gen), procedure.latent(2, gen)
+        w_rows, w_columns = g.mapping(rows), g.mapping(columns)
+        layers = g.styles.layers
+        for r in range(2):
+            for c in range(2):
+                styles = torch.stack([w_rows[r] if i < 2 else w_columns[c]
+                                      for i in range(layers)])[None]
+                handle = g.styles.register_forward_hook(lambda *_, s=styles: s)
+                try:
+                    want = procedure.to_unit(g(rows[:1]))
+                finally:
+                    handle.remove()
+                torch.testing.assert_close(grid[3 * (r + 1) + 1 + c], want[0], atol=1e-5, rtol=0)
+        torch.testing.assert_close(grid[1:3], procedure.to_unit(g(columns)))
+        torch.testing.assert_close(grid[3], procedure.to_unit(g(rows[:1]))[0])
 
 
 def test_weight_clipping_keeps_every_critic_parameter_in_the_box(tmp_path):

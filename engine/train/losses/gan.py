@@ -76,6 +76,12 @@ def divergence_penalty(critic: Callable[[Tensor], Tensor], real: Tensor, fake: T
     return (real_sq.pow(p / 2) + fake_sq.pow(p / 2)).mean() * k / 2
 
 
+def r1_penalty(critic: Callable[[Tensor], Tensor], real: Tensor) -> Tensor:
+    """R1 (Mescheder et al., 2018), StyleGAN's regulariser: E[||grad D(x)||_2^2] at the real
+    images, to be weighted by gamma / 2; it keeps the discriminator flat on the data."""
+    return input_gradients(critic, real.detach()).float().pow(2).sum(dim=1).mean()
+
+
 def energy(recon: Tensor, images: Tensor) -> Tensor:
     """EBGAN's energy: the autoencoder's mean squared reconstruction error, per image."""
     return (recon.float() - images.float()).pow(2).flatten(1).mean(dim=1)

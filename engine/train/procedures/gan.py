@@ -12,7 +12,8 @@ generators) or kept in [0, 1] (`pixels: unit`, InfoGAN's sigmoid).
   autoencoders with outputs `recon` and `code`. The losses are in `engine.train.losses.gan`.
 - `penalty` (a Lipschitz constraint for `wasserstein`): `clip` (every discriminator parameter
   clamped to +-`clip_value` after each step), `gradient` (WGAN-GP, weight `gp_weight`) or
-  `divergence` (WGAN-div, `div_k`, `div_p`).
+  `divergence` (WGAN-div, `div_k`, `div_p`); for any objective, `r1` (StyleGAN's gradient
+  penalty on real images, weight `r1_gamma` / 2).
 - `aux`: `acgan` (the discriminator's `classes` output learns the label of real and generated
   images; Odena et al., 2017) or `infogan` (a third network `q` reads the discriminator's
   `features` and recovers the categorical and continuous codes hidden in z; Chen et al., 2016).
@@ -43,12 +44,12 @@ class GAN(Generative):
     OPTIONS = {"objective": "bce", "penalty": "none", "aux": "none",
                "d_steps": 1, "g_steps": 1, "latent": "normal", "pixels": "signed",
                "fake_labels": "random", "reuse_fake": False, "classes": 10,
-               "clip_value": 0.01, "gp_weight": 10.0, "div_k": 2.0, "div_p": 6.0,
+               "clip_value": 0.01, "gp_weight": 10.0, "div_k": 2.0, "div_p": 6.0, "r1_gamma": 10.0,
                "class_weight": 1.0, "info_categorical": 10, "info_continuous": 2,
                "info_cat_weight": 1.0, "info_cont_weight": 0.1,
                "margin": 1.0, "pt_weight": 0.1, "gamma": 0.5, "lambda_k": 0.001}
     CHOICES = {"objective": (*gan_losses.OBJECTIVES, *ENERGY_OBJECTIVES),
-               "penalty": ("none", "clip", "gradient", "divergence"),
+               "penalty": ("none", "clip", "gradient", "divergence", "r1"),
                "aux": ("none", "acgan", "infogan"), "latent": ("normal", "uniform"),
                "pixels": ("signed", "unit"), "fake_labels": ("random", "real")}
     tracks_best = False  # no validation loss tells a better generator
@@ -177,6 +178,9 @@ class GAN(Generative):
         if o["penalty"] == "gradient":
             gp = gan_losses.gradient_penalty(self.critic(labels), real, fake)
             loss, terms["gradient_penalty"] = loss + o["gp_weight"] * gp, gp.item()
+        elif o["penalty"] == "r1":
+            r1 = gan_losses.r1_penalty(self.critic(labels), real)
+            loss, terms["r1_penalty"] = loss + o["r1_gamma"] / 2 * r1, r1.item()
         elif o["penalty"] == "divergence":
             div = gan_losses.divergence_penalty(self.critic(labels), real, fake,
                                                 o["div_k"], o["div_p"])
@@ -293,9 +297,11 @@ class GAN(Generative):
     def sample_figure(self, run, n: int, output: str, seed: int) -> str | None:
         """InfoGAN: one traversal grid per continuous code (rows: the categorical code 0..K-1;
         columns: that code from -1 to 1, the others 0; one noise vector per row), as in the
-        paper's figure 2. Other GANs draw the usual grid (None)."""
+        paper's figure 2. A style-based generator (StyleGAN) adds its style-mixing and
+        truncation grids. Other GANs draw the usual grid (None)."""
         if not self.has_codes:
-            return None
+            from engine.train.evaluation.style_grids import style_figures
+            return style_figures(self, run, n, output, seed)
         from engine.train.evaluation.sampling import generator_for, save_grid
         cat, cont = self.options["info_categorical"], self.options["info_continuous"]
         steps, generator = 10, generator_for(run, seed)
