@@ -22,6 +22,9 @@ class LearnedTensor(nn.Module):
         super().__init__()
         self.weight = nn.Parameter(torch.zeros(shape))
 
+    def reset_parameters(self) -> None:
+        nn.init.zeros_(self.weight)  # the default; a node's `init:` rule is applied after this
+
     def label(self) -> str:
         return "learned " + "x".join(map(str, self.weight.shape))
 

@@ -209,6 +209,10 @@ class Truncation(nn.Module):
         self.layers, self.psi, self.cutoff, self.beta = layers, psi, cutoff, beta
         self.register_buffer("w_avg", torch.zeros(in_size))
 
+    def reset_parameters(self) -> None:
+        # the engine builds on meta and materialises with to_empty: the buffer is set here
+        self.w_avg.zero_()
+
     def label(self) -> str:
         return f"styles x{self.layers}" + ("" if self.psi == 1 else f", truncation {self.psi:g}")
 

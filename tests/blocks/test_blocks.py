@@ -71,12 +71,22 @@ def test_block_runs_and_meta_shape_matches_real(name):
 def test_block_materialises_from_meta_with_finite_values(name):
     info = BLOCKS[name]
     module = _construct(info, "meta").to_empty(device="cpu")
+    with torch.no_grad():  # what to_empty leaves is arbitrary memory: make that visible
+        for tensor in [*module.parameters(), *module.buffers()]:
+            if tensor.is_floating_point():
+                tensor.fill_(float("nan"))
     for m in module.modules():
         if hasattr(m, "reset_parameters"):
             m.reset_parameters()
     for key, tensor in module.state_dict().items():
         if tensor.is_floating_point():
             assert torch.isfinite(tensor).all(), f"{name}.{key} is not initialised"
+    # buffers (running statistics, tracked averages, fixed tables) come out as constructed;
+    # a spectral norm's power-iteration vectors are random by design
+    direct = dict(_construct(info).named_buffers())
+    for key, tensor in module.named_buffers():
+        if tensor.is_floating_point() and ".parametrizations." not in key:
+            torch.testing.assert_close(tensor, direct[key], msg=f"{name}.{key} is not reset")
 
 
 @pytest.mark.parametrize("name", BLOCKS)
