@@ -24,6 +24,8 @@ CI_SIZED = {
     "srcnn_x3": ["data.args.patch=24"],
     "espcn_x3": ["data.args.patch=24"],
     "drcn_x234": ["data.args.patch=24", "spec.set={features: 8, depth: 3}"],
+    "drcn_x3": ["data.args.patch=24", "spec.set={channels: 1, features: 8, depth: 3}"],
+    "drrn_x3": ["data.args.patch=24", "spec.set={channels: 1, features: 8, units: 3}"],
     "edsr_x2": ["data.args.patch=24", "spec.set={features: 8, blocks: 2}"],
 }
 STEPS = ["epochs=null", "steps=2", "data.batch_size=2", "data.args.repeat=1", "eval.every_epochs=1"]
@@ -69,7 +71,7 @@ def edsr_checkpoint(tmp_path_factory) -> Path:
     return folder / "checkpoints" / "best.pt"
 
 
-@pytest.mark.parametrize("name", ["srcnn_x3", "espcn_x3", "drcn_x234"])
+@pytest.mark.parametrize("name", ["srcnn_x3", "espcn_x3", "drcn_x234", "drcn_x3", "drrn_x3"])
 def test_ci_run(name, tmp_path):
     folder = train(name, tmp_path)
     row = last_row(folder)
