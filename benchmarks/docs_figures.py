@@ -101,6 +101,23 @@ def fd(row: dict) -> str:
     return "" if value is None else f"**{value:.2f}** ({_eval(row, 'sample_count')})"
 
 
+def gain(row: dict) -> str:
+    """Super-resolution: dB over bicubic upscaling measured in the same pass."""
+    ours, bicubic = _eval(row, "psnr_y"), _eval(row, "bicubic_psnr_y")
+    return "" if ours is None or bicubic is None else f"**{ours - bicubic:+.2f}**"
+
+
+def evaluated_on(row: dict) -> str:
+    """The benchmark set an SR figure is on (the eval's `data.args.set=` override)."""
+    sets = [o.split("=", 1)[1] for o in _eval(row, "overrides") or [] if o.startswith("data.args.set=")]
+    return sets[-1] if sets else "val crops"
+
+
+def versus_baseline(row: dict) -> str:
+    value, baseline = _eval(row, "digit_fd"), _eval(row, "digit_fd_pca_gaussian")
+    return "" if value is None or not baseline else f"{value / baseline:.2f}"
+
+
 GENERATIVE_COLUMNS = (
     ("model", lambda r: r["label"]), ("recipe", code("recipe")), ("trained", trained),
     ("PSNR", number("psnr", unit=" dB")), ("digit-FD (n)", fd),
@@ -125,6 +142,19 @@ TABLES = (
     Table("generative_mnist_cvae", "generative.md",
           (("CVAE (conv)", "cvae_mnist"), ("CVAE (linear)", "cvae_linear_mnist")),
           GENERATIVE_COLUMNS),
+    Table("gans_stylegan", "gans.md",
+          (("StyleGAN", "stylegan_mnist"),),
+          (("model", lambda r: r["label"]), ("recipe", code("recipe")), ("trained", trained),
+           ("digit-FD (n)", fd), ("FD / PCA-Gaussian", versus_baseline),
+           ("PCA-Gaussian", number("digit_fd_pca_gaussian")), ("real floor", number("digit_fd_real")),
+           ("confidence", number("confidence")), ("judge", judge), ("run", code("run")))),
+    Table("sr_recursive_x3", "dense.md",
+          (("DRRN B1U9, 32 features", "drrn_x3"), ("DRCN, 16 recursions, 32 features", "drcn_x3"),
+           ("DRRN B1U9, 32 features, 30 epochs (probe)", "probes/drrn_x3")),
+          (("model", lambda r: r["label"]), ("recipe", code("recipe")), ("trained", trained),
+           ("on", evaluated_on), ("PSNR (Y), x3", number("psnr_y")), ("bicubic", number("bicubic_psnr_y")),
+           ("gain (dB)", gain), ("SSIM (Y)", number("ssim_y", 4)),
+           ("bicubic SSIM", number("bicubic_ssim_y", 4)), ("run", code("run")))),
     Table("translation_lstm", "sequence.md",
           (("Seq2Seq, no attention (LSTM 512 x 2, bidirectional encoder)", "seq2seq_lstm_bi_multi30k"),),
           (("model", lambda r: r["label"]), ("recipe", code("recipe")), ("trained", trained),
