@@ -62,7 +62,7 @@ def mixing_grid(procedure, model: nn.Module, block: Truncation, k: int,
     coarse = torch.arange(row_styles.shape[1], device=row_styles.device)[None, :, None] < COARSE
     mixed = torch.where(coarse, row_styles.repeat_interleave(k, 0), column_styles.repeat(k, 1, 1))
     cells = _from_styles(procedure, model, block, mixed, rows.repeat_interleave(k, 0))
-    blank = torch.ones_like(row_images[:1])
+    blank = torch.full_like(row_images[:1], 0.5)  # the corner: grey, as the grid lines
     grid = [blank, column_images]
     for r in range(k):
         grid += [row_images[r:r + 1], cells[r * k:(r + 1) * k]]
