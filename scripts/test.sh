@@ -9,4 +9,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec .venv/bin/python -m pytest "$@"
+# One worker per core (TEST_WORKERS=N to choose; 0 runs in this process), each taking whole test
+# files, so a module's fixtures are built once; the workers share one judge cache (conftest.py).
+exec .venv/bin/python -m pytest -n "${TEST_WORKERS:-logical}" --dist loadfile "$@"

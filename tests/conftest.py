@@ -12,6 +12,10 @@ import torch
 
 import engine
 
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    # pytest-xdist (scripts/test.sh): the workers split the cores rather than each claiming all
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("ENGINE_DATA", REPO.parent / "shared" / "data"))
 
@@ -133,9 +137,16 @@ def _seed():
 
 @pytest.fixture(scope="session", autouse=True)
 def _engine_cache(tmp_path_factory):
-    """Caches (the digit-FD judges) go to a temporary folder, never to the user's home."""
+    """Caches (the digit-FD judges) go to a temporary folder, never to the user's home; one
+    folder for all of pytest-xdist's workers, so each judge is trained once."""
     old = os.environ.get("ENGINE_CACHE")
-    os.environ["ENGINE_CACHE"] = str(tmp_path_factory.mktemp("engine_cache"))
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # pytest-xdist: the workers share one cache
+        cache = base.parent / "engine_cache"   # (their base folders sit side by side)
+        cache.mkdir(exist_ok=True)
+    else:
+        cache = tmp_path_factory.mktemp("engine_cache")
+    os.environ["ENGINE_CACHE"] = str(cache)
     yield
     if old is None:
         os.environ.pop("ENGINE_CACHE")

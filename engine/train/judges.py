@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -81,8 +83,29 @@ def cached_weights(recipe: Recipe, train: Train) -> Path:
                       "spec": resolved_dict(recipe.shaped)}, sort_keys=True, default=str)
     path = cache_dir() / f"{recipe.name}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.pt"
     if not path.exists():
-        _train_once(recipe, path, train)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with _exclusive(path.with_suffix(".lock")):
+            if not path.exists():  # another process may have trained it while this one waited
+                _train_once(recipe, path, train)
     return path
+
+
+@contextmanager
+def _exclusive(lock: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `lock` (two `engine eval`s, or two test workers, sharing one
+    cache train a judge once: the second waits, then reads the first's file). Without fcntl
+    (Windows) there is no lock: each process trains, and the atomic rename keeps the file whole."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(lock, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _train_once(recipe: Recipe, path: Path, train: Train) -> None:
@@ -92,7 +115,7 @@ def _train_once(recipe: Recipe, path: Path, train: Train) -> None:
     shutil.rmtree(folder, ignore_errors=True)
     train(recipe, folder)
     weights = trained_weights(load_checkpoint(folder / "checkpoints" / "last.pt")["procedure"])
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
     torch.save(weights, tmp)
     tmp.replace(path)  # atomic: a killed run never leaves a half-written judge
     shutil.rmtree(folder, ignore_errors=True)
