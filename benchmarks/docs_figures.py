@@ -75,7 +75,8 @@ def trained(row: dict) -> str:
     """Epochs, wall time, and the process CPU time with the threads it ran on (wall time grows
     when other work shares the machine; CPU time much less)."""
     wall, cpu, threads = row.get("wall_s"), row.get("cpu_s"), row.get("threads")
-    text = f"{row['epochs']} epochs, {duration(wall)}" if wall is not None else f"{row['epochs']} epochs"
+    epochs = f"{row['epochs']} epoch{'s' * (row['epochs'] != 1)}"
+    text = f"{epochs}, {duration(wall)}" if wall is not None else epochs
     if cpu is not None:
         text += f" ({duration(cpu)} CPU{f', {threads} thread' + 's' * (threads > 1) if threads else ''})"
     return text
@@ -124,6 +125,13 @@ GENERATIVE_COLUMNS = (
     ("real floor", number("digit_fd_real")), ("PCA-Gaussian", number("digit_fd_pca_gaussian")),
     ("label accuracy", percent("label_accuracy")), ("judge", judge))
 
+def sr_columns(scale: int) -> tuple[tuple[str, Cell], ...]:
+    return (("model", lambda r: r["label"]), ("recipe", code("recipe")), ("trained", trained),
+            ("on", evaluated_on), (f"PSNR (Y), x{scale}", number("psnr_y")),
+            ("bicubic", number("bicubic_psnr_y")), ("gain (dB)", gain), ("SSIM (Y)", number("ssim_y", 4)),
+            ("bicubic SSIM", number("bicubic_ssim_y", 4)), ("run", code("run")))
+
+
 TABLES = (
     Table("classification", "classification.md",
           (("AlexNet", "alexnet_mnist"), ("VGG", "vgg11_bn_mnist"), ("ResNet", "resnet18_mnist"),
@@ -152,10 +160,14 @@ TABLES = (
     Table("sr_recursive_x3", "dense.md",
           (("DRRN B1U9, 32 features", "drrn_x3"), ("DRCN, 16 recursions, 32 features", "drcn_x3"),
            ("DRRN B1U9, 32 features, 30 epochs (probe)", "probes/drrn_x3")),
-          (("model", lambda r: r["label"]), ("recipe", code("recipe")), ("trained", trained),
-           ("on", evaluated_on), ("PSNR (Y), x3", number("psnr_y")), ("bicubic", number("bicubic_psnr_y")),
-           ("gain (dB)", gain), ("SSIM (Y)", number("ssim_y", 4)),
-           ("bicubic SSIM", number("bicubic_ssim_y", 4)), ("run", code("run")))),
+          sr_columns(3)),
+    Table("sr_srresnet_x4", "dense.md",
+          (("SRResNet, 32 features, 48 px patches", "srresnet_x4_w32"),
+           ("SRGAN (pixel content loss), phase 2 from it: 60 steps at 1e-5", "srgan_x4_w32"),
+           ("probe: SRGAN, 180 steps at 1e-5", "probes/srgan_180/srgan_x4_w32"),
+           ("probe: SRGAN, 60 steps at 1e-4, from an epoch-50 SRResNet (+0.54)",
+            "probes/srgan_lr1e-4/srgan_x4_w32")),
+          (*sr_columns(4)[:-1], ("checkerboard (real = 1)", number("checkerboard")), ("run", code("run")))),
     Table("segmentation_transunet_r50", "dense.md",
           (("TransUNet, R50-ViT hybrid encoder", "transunet_r50_membrane"),),
           (("model", lambda r: r["label"]), ("recipe", code("recipe")), ("trained", trained),
@@ -163,6 +175,15 @@ TABLES = (
            ("pixel accuracy", number("pixel_accuracy", 3)),
            ("one class everywhere: accuracy", number("baseline_accuracy", 3)),
            ("one class everywhere: Dice", number("baseline_dice", 3)),
+           ("run", code("run")))),
+    Table("translation_pix2pix", "gans.md",
+          (("Pix2Pix (cGAN + 100 x L1)", "pix2pix_membrane"), ("L1 only", "pix2pix_l1_membrane")),
+          (("generator", lambda r: r["label"]), ("recipe", code("recipe")), ("trained", trained),
+           ("FCN-score: membrane Dice", number("fcn_dice", 3, bold=True)),
+           ("pixel accuracy", number("fcn_pixel_accuracy", 3)),
+           ("texture (real = 1)", number("texture_ratio", 2)),
+           ("real images: Dice (ceiling)", number("fcn_dice_real", 3)),
+           ("untrained generator: Dice (floor)", number("fcn_dice_untrained", 3)),
            ("run", code("run")))),
     Table("translation_lstm", "sequence.md",
           (("Seq2Seq, no attention (LSTM 512 x 2, bidirectional encoder)", "seq2seq_lstm_bi_multi30k"),),

@@ -128,3 +128,31 @@ def test_registered_metrics_use_border_zero():
     a, b = torch.rand(2, 3, 20, 20, generator=g), torch.rand(2, 3, 20, 20, generator=g)
     assert torch.equal(METRICS.get("psnr_y")(a, b), psnr_y(a, b, border=0))
     assert torch.equal(METRICS.get("ssim_y")(a, b), ssim_y(a, b, border=0))
+
+
+def _grid_share_numpy(y: np.ndarray, scale: int) -> float:
+    """The share of |FFT|^2 (mean removed) on the rows and columns at frequencies k / scale."""
+    power = np.abs(np.fft.fft2(y - y.mean())) ** 2
+    h, w = power.shape
+    rows = {round(k * h / scale) % h for k in range(1, scale)}
+    cols = {round(k * w / scale) % w for k in range(1, scale)}
+    mask = np.zeros_like(power, dtype=bool)
+    mask[sorted(rows), :] = True
+    mask[:, sorted(cols)] = True
+    return float(power[mask].sum() / power.sum())
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_checkerboard_is_the_grid_share_over_the_targets_and_sees_a_sub_pixel_pattern(scale):
+    from engine.train.evaluation.sr_metrics import checkerboard_y
+    torch.manual_seed(scale)
+    smooth = torch.nn.functional.interpolate(torch.rand(2, 3, 9, 9), size=(36, 36), mode="bicubic",
+                                             align_corners=False).clamp(0, 1)
+    grid = torch.zeros(36, 36)
+    grid[::scale, ::scale] = 0.2  # one bright pixel per scale x scale cell: a pixel-shuffle pattern
+    patterned = (smooth + grid).clamp(0, 1)
+    ratio = checkerboard_y(torch.cat([smooth[:1], patterned[1:]]), smooth, scale, border=scale)
+    ys = [rgb_to_y(x.double())[0].numpy()[scale:-scale, scale:-scale] for x in (smooth[1], patterned[1])]
+    expected = _grid_share_numpy(ys[1], scale) / _grid_share_numpy(ys[0], scale)
+    assert ratio[0].item() == pytest.approx(1.0)  # an image against itself
+    assert ratio[1].item() == pytest.approx(expected, rel=1e-9) and expected > 5

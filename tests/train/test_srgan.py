@@ -170,6 +170,18 @@ def test_generator_checkpoint_loads_phase1_weights(phase1, tmp_path, capsys):
     assert f"generator weights from {phase1}" in capsys.readouterr().out
 
 
+def test_the_cpu_sized_phases_share_one_generator():
+    """srgan_x4_w32 starts from srresnet_x4_w32's best.pt: its glob names that recipe's runs, and
+    both build the same generator (32 features), so the weights load."""
+    from engine.compiler.build import build
+    from engine.train.recipe import load_recipe
+    phase1, phase2 = (load_recipe(name) for name in ("srresnet_x4_w32", "srgan_x4_w32"))
+    assert phase2.doc["procedure"]["generator_checkpoint"] == "runs/srresnet_x4_w32-*/checkpoints/best.pt"
+    shapes = [{k: v.shape for k, v in build(r.shaped, device="meta")["generator"].state_dict().items()}
+              for r in (phase1, phase2)]
+    assert shapes[0] == shapes[1] and shapes[0]["head.weight"][0] == 32
+
+
 def test_generator_checkpoint_errors(phase1, tmp_path, capsys):
     missing = ci_run("srgan_x4_offline", tmp_path / "a",
                      f"procedure.generator_checkpoint={tmp_path}/runs/*/best.pt")

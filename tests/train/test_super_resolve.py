@@ -26,6 +26,7 @@ CI_SIZED = {
     "drcn_x234": ["data.args.patch=24", "spec.set={features: 8, depth: 3}"],
     "drcn_x3": ["data.args.patch=24", "spec.set={channels: 1, features: 8, depth: 3}"],
     "drrn_x3": ["data.args.patch=24", "spec.set={channels: 1, features: 8, units: 3}"],
+    "srresnet_x4_w32": ["data.args.patch=32", "spec.set={blocks: 1, features: 8, size: 8, hr_size: 32}"],
     "edsr_x2": ["data.args.patch=24", "spec.set={features: 8, blocks: 2}"],
 }
 STEPS = ["epochs=null", "steps=2", "data.batch_size=2", "data.args.repeat=1", "eval.every_epochs=1"]
@@ -71,7 +72,8 @@ def edsr_checkpoint(tmp_path_factory) -> Path:
     return folder / "checkpoints" / "best.pt"
 
 
-@pytest.mark.parametrize("name", ["srcnn_x3", "espcn_x3", "drcn_x234", "drcn_x3", "drrn_x3"])
+@pytest.mark.parametrize("name", ["srcnn_x3", "espcn_x3", "drcn_x234", "drcn_x3", "drrn_x3",
+                                  "srresnet_x4_w32"])
 def test_ci_run(name, tmp_path):
     folder = train(name, tmp_path)
     row = last_row(folder)

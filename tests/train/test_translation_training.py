@@ -121,10 +121,21 @@ def test_pix2pix_trains_evaluates_with_the_fcn_score_and_draws(name, judge, tmp_
     values = dict(part.rsplit(" ", 1) for part in line.split(": ", 1)[1].split("  "))
     for key in ("fcn_dice", "fcn_dice_real", "fcn_dice_untrained", "fcn_pixel_accuracy"):
         assert 0 <= float(values[key]) <= 1, key
+    for key in ("texture_ratio", "texture_ratio_untrained"):  # realism beside the FCN-score
+        assert float(values[key]) > 0, key
     grid = tmp_path / "p2p.png"
     assert main(["sample", name, "--checkpoint", checkpoint, "-n", "2", "-o", str(grid),
                  *extra]) == 0
     assert _png(grid) == (3 * 66 + 2, 2 * 66 + 2)  # rows of mask, generated, real
+
+
+def test_high_frequency_energy_is_the_mean_absolute_laplacian():
+    from engine.train.evaluation.metrics import high_frequency_energy
+    flat = torch.full((1, 1, 8, 8), 0.3)
+    ramp = torch.arange(8.0).expand(1, 1, 8, 8) / 8  # linear: the Laplacian vanishes
+    checker = ((torch.arange(8)[:, None] + torch.arange(8)) % 2).float().expand(1, 1, 8, 8)
+    energy = high_frequency_energy(torch.cat([flat, ramp, checker]))
+    assert torch.allclose(energy, torch.tensor([0.0, 0.0, 4.0]))  # |4 neighbours - 4 x centre|
 
 
 def test_pix2pix_without_a_judge_says_what_to_train(tmp_path, capsys):

@@ -22,7 +22,10 @@ batch statistics at test time (its batch size 1 makes batch norm act as instance
 segmentation net trained on real images (recipe unet_membrane; option `judge`, a glob of its
 checkpoint, newest match) segments the images generated from the held-out masks; its membrane
 Dice and pixel accuracy against those masks are printed beside the same judge on the real
-images (the ceiling) and on the output of an untrained generator (the floor).
+images (the ceiling) and on the output of an untrained generator (the floor). The FCN-score
+rewards legible images, and an average painted by L1 alone is more legible than real EM: so
+`texture_ratio` (the generated images' mean absolute Laplacian over the real images') says how
+realistic the texture is beside it (1: as real images; the L1-only generator's is far below).
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from torch import Tensor
 
 from engine.compiler.ir import located_error
 from engine.train.checkpoint import newest_match
-from engine.train.evaluation.metrics import dice, pixel_accuracy, psnr
+from engine.train.evaluation.metrics import dice, high_frequency_energy, pixel_accuracy, psnr
 from engine.train.procedures.generative import Generative
 from engine.train.procedures.segment import heldout_pairs, mask_image
 from engine.train.registry import PROCEDURES
@@ -185,8 +188,13 @@ class Pix2Pix(Generative):
             predicted = self.segment(judge, pictures)
             out[f"fcn_dice{suffix}"] = float(dice(predicted, masks).mean())
             out[f"fcn_pixel_accuracy{suffix}"] = float(pixel_accuracy(predicted, masks).mean())
+            if suffix != "_real":  # realism beside legibility: texture against the real images'
+                out[f"texture_ratio{suffix}"] = float(
+                    high_frequency_energy(pictures).mean() / high_frequency_energy(images).mean())
         notes = [f"FCN-score judge: {path}; membrane Dice and pixel accuracy of its segmentation "
                  "of images generated from the held-out masks (fcn_*), of the real images "
                  "(_real: the ceiling) and of an untrained generator's output (_untrained: the "
-                 "floor)"]
+                 "floor); texture_ratio*: the generated images' high-frequency energy (mean "
+                 "absolute Laplacian) over the real images' (1: as textured as real EM; below 1: "
+                 "smoother, as an average painted by L1 alone)"]
         return out, notes

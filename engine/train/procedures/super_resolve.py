@@ -28,7 +28,9 @@ against hr. Evaluation, per image as SR papers average: `loss`, `psnr_y` and `ss
 `border` = the scale cropped from each side, the output clamped to [0, 1] and rounded to 1/255 as
 a saved image) and the same for the bicubic upscale of the LR image (`bicubic_psnr_y`,
 `bicubic_ssim_y`: the baseline, by the same torch bicubic as `upscaled_input`, clamped and
-rounded). `best.pt` is the checkpoint of the best validation `psnr_y` (`best_metric`).
+rounded), and `checkerboard` (the output's share of Y spectrum power at the x-scale grid's
+periods over the ground truth's: 1 is as periodic as the real image; sub-pixel artefacts give
+many times more). `best.pt` is the checkpoint of the best validation `psnr_y` (`best_metric`).
 
 Multi-scale training (`sr_patches` with `scale: [2, 3, 4]`, VDSR's and DRRN's): the pairs come
 with the LR already upscaled to the HR size, so the scale of a batch reads as 1 and the bicubic
@@ -47,7 +49,7 @@ from torch import Tensor, nn
 from engine.compiler.ir import located_error
 from engine.train.data.sr import upscale_bicubic as bicubic_upscale
 from engine.train.evaluation.color import rgb_to_y, rgb_to_ycbcr, ycbcr_to_rgb
-from engine.train.evaluation.sr_metrics import psnr_y, ssim_y
+from engine.train.evaluation.sr_metrics import checkerboard_y, psnr_y, ssim_y
 from engine.train.procedures.base import Procedure
 from engine.train.registry import PROCEDURES
 
@@ -191,7 +193,8 @@ class SuperResolve(Procedure):
         return {"loss": per_sample,
                 "psnr_y": psnr_y(out, hr, border=scale), "ssim_y": ssim_y(out, hr, border=scale),
                 "bicubic_psnr_y": psnr_y(bicubic, hr, border=scale),
-                "bicubic_ssim_y": ssim_y(bicubic, hr, border=scale)}
+                "bicubic_ssim_y": ssim_y(bicubic, hr, border=scale),
+                "checkerboard": checkerboard_y(out, hr, scale, border=scale)}
 
     @torch.no_grad()
     def upscale(self, lr: Tensor, scale: int) -> Tensor:
