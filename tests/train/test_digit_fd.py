@@ -63,6 +63,34 @@ def test_the_judge_is_trained_once_and_cached(tmp_path, monkeypatch):
     assert cached_weights(load_recipe("digits_cnn", ["epochs=2"]), train_recipe) != path  # new settings
 
 
+def test_concurrent_askers_train_a_judge_once(tmp_path, monkeypatch):
+    """Two processes sharing a cache (two `engine eval`s, or pytest-xdist's workers; threads
+    here, each with its own open lock file) train the judge once: the second waits on the lock,
+    then finds the first's file."""
+    import threading
+    import time
+
+    from engine.train import judges
+    monkeypatch.setenv("ENGINE_CACHE", str(tmp_path))
+    trained = []
+
+    def slow_train_once(recipe, path, train):
+        trained.append(path)
+        time.sleep(0.5)  # long enough for the other asker to reach the lock
+        torch.save({"w": torch.zeros(1)}, path)
+
+    monkeypatch.setattr(judges, "_train_once", slow_train_once)
+    recipe = load_recipe("digits_cnn", ["epochs=1"])
+    found = []
+    askers = [threading.Thread(target=lambda: found.append(cached_weights(recipe, train_recipe)))
+              for _ in range(2)]
+    for asker in askers:
+        asker.start()
+    for asker in askers:
+        asker.join()
+    assert len(trained) == 1 and found == [trained[0], trained[0]]
+
+
 def test_judge_identity_names_the_recipe_and_changes_with_the_weights(tmp_path):
     from engine.train.judges import judge_identity
     weights = tmp_path / "w.pt"
