@@ -125,11 +125,12 @@ GENERATIVE_COLUMNS = (
     ("real floor", number("digit_fd_real")), ("PCA-Gaussian", number("digit_fd_pca_gaussian")),
     ("label accuracy", percent("label_accuracy")), ("judge", judge))
 
-def sr_columns(scale: int) -> tuple[tuple[str, Cell], ...]:
+def sr_columns(scale: int, *extra: tuple[str, Cell]) -> tuple[tuple[str, Cell], ...]:
+    """A super-resolution table's columns at `scale`, with `extra` ones before the run's."""
     return (("model", lambda r: r["label"]), ("recipe", code("recipe")), ("trained", trained),
             ("on", evaluated_on), (f"PSNR (Y), x{scale}", number("psnr_y")),
             ("bicubic", number("bicubic_psnr_y")), ("gain (dB)", gain), ("SSIM (Y)", number("ssim_y", 4)),
-            ("bicubic SSIM", number("bicubic_ssim_y", 4)), ("run", code("run")))
+            ("bicubic SSIM", number("bicubic_ssim_y", 4)), *extra, ("run", code("run")))
 
 
 TABLES = (
@@ -167,7 +168,7 @@ TABLES = (
            ("probe: SRGAN, 180 steps at 1e-5", "probes/srgan_180/srgan_x4_w32"),
            ("probe: SRGAN, 60 steps at 1e-4, from an epoch-50 SRResNet (+0.54)",
             "probes/srgan_lr1e-4/srgan_x4_w32")),
-          (*sr_columns(4)[:-1], ("checkerboard (real = 1)", number("checkerboard")), ("run", code("run")))),
+          sr_columns(4, ("checkerboard (real = 1)", number("checkerboard")))),
     Table("segmentation_transunet_r50", "dense.md",
           (("TransUNet, R50-ViT hybrid encoder", "transunet_r50_membrane"),),
           (("model", lambda r: r["label"]), ("recipe", code("recipe")), ("trained", trained),

@@ -140,9 +140,8 @@ def _engine_cache(tmp_path_factory):
     """Caches (the digit-FD judges) go to a temporary folder, never to the user's home; one
     folder for all of pytest-xdist's workers, so each judge is trained once."""
     old = os.environ.get("ENGINE_CACHE")
-    base = tmp_path_factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):  # pytest-xdist: the workers share one cache
-        cache = base.parent / "engine_cache"   # (their base folders sit side by side)
+        cache = tmp_path_factory.getbasetemp().parent / "engine_cache"  # (their bases are siblings)
         cache.mkdir(exist_ok=True)
     else:
         cache = tmp_path_factory.mktemp("engine_cache")

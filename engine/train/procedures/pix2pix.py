@@ -184,13 +184,13 @@ class Pix2Pix(Generative):
         sources = {"": self.translate(masks), "_real": images,
                    "_untrained": self.translate(masks, self.untrained_generator(seed))}
         out: dict[str, float] = {"images": len(images)}
+        real_texture = high_frequency_energy(images).mean()
         for suffix, pictures in sources.items():
             predicted = self.segment(judge, pictures)
             out[f"fcn_dice{suffix}"] = float(dice(predicted, masks).mean())
             out[f"fcn_pixel_accuracy{suffix}"] = float(pixel_accuracy(predicted, masks).mean())
             if suffix != "_real":  # realism beside legibility: texture against the real images'
-                out[f"texture_ratio{suffix}"] = float(
-                    high_frequency_energy(pictures).mean() / high_frequency_energy(images).mean())
+                out[f"texture_ratio{suffix}"] = float(high_frequency_energy(pictures).mean() / real_texture)
         notes = [f"FCN-score judge: {path}; membrane Dice and pixel accuracy of its segmentation "
                  "of images generated from the held-out masks (fcn_*), of the real images "
                  "(_real: the ceiling) and of an untrained generator's output (_untrained: the "
