@@ -92,9 +92,19 @@ def code(key: str) -> Cell:
     return lambda row: f"`{row[key]}`"
 
 
-def judge(row: dict) -> str:
-    value = _eval(row, "digit_judge")
+def judge(row: dict, key: str = "digit_judge") -> str:
+    """The digit judge's identity: the first 8 hex digits of its weights' sha256."""
+    value = _eval(row, key)
     return f"`{value.split('@sha256:')[1][:8]}`" if value else ""
+
+
+def both(a: str, b: str, digits: int = 3) -> Cell:
+    """Two eval figures in one cell, `a / b` (the two directions of a translation)."""
+    return lambda row: f"{number(a, digits)(row)} / {number(b, digits)(row)}"
+
+
+def judges(*keys: str) -> Cell:
+    return lambda row: " / ".join(judge(row, key) for key in keys)
 
 
 def fd(row: dict) -> str:
@@ -186,6 +196,18 @@ TABLES = (
            ("real images: Dice (ceiling)", number("fcn_dice_real", 3)),
            ("untrained generator: Dice (floor)", number("fcn_dice_untrained", 3)),
            ("run", code("run")))),
+    Table("translation_cyclegan", "gans.md",
+          (("CycleGAN (ngf 16, 4 residual blocks)", "cyclegan_mnist_usps"),
+           ("probe: identity x4 (2.0), 2 epochs", "probes/cyc_id2/cyclegan_mnist_usps")),
+          (("model", lambda r: r["label"]), ("recipe", code("recipe")), ("trained", trained),
+           ("MNIST -> USPS: class kept", percent("class_kept_ab", bold=True)),
+           ("floor: untranslated", percent("class_kept_ab_floor")),
+           ("ceiling: real USPS", percent("class_kept_ab_ceiling")),
+           ("USPS -> MNIST: class kept", percent("class_kept_ba", bold=True)),
+           ("floor: untranslated", percent("class_kept_ba_floor")),
+           ("ceiling: real MNIST", percent("class_kept_ba_ceiling")),
+           ("cycle L1 (A->B->A / B->A->B)", both("cycle_aba", "cycle_bab")),
+           ("judges (USPS / MNIST)", judges("judge_ab", "judge_ba")), ("run", code("run")))),
     Table("translation_lstm", "sequence.md",
           (("Seq2Seq, no attention (LSTM 512 x 2, bidirectional encoder)", "seq2seq_lstm_bi_multi30k"),),
           (("model", lambda r: r["label"]), ("recipe", code("recipe")), ("trained", trained),

@@ -226,8 +226,7 @@ class Truncation(nn.Module):
         avg = self.w_avg.to(w.dtype)
         truncated = avg + self.psi * (styles - avg)
         cutoff = self.layers if self.cutoff is None else self.cutoff
-        keep = torch.arange(self.layers, device=w.device)[None, :, None] < cutoff
-        return torch.where(keep, truncated, styles)
+        return torch.where(layers_before(styles, cutoff), truncated, styles)
 
     def extra_repr(self) -> str:
         return f"layers={self.layers}, psi={self.psi:g}, cutoff={self.cutoff}, beta={self.beta:g}"
@@ -260,11 +259,16 @@ class StyleMixing(nn.Module):
         if not self.training or b < 2 or layers < 2 or float(torch.rand(())) >= self.prob:
             return styles
         crossover = int(torch.randint(1, layers, ()))
-        fine = torch.arange(layers, device=styles.device)[None, :, None] >= crossover
-        return torch.where(fine, styles.roll(1, 0), styles)
+        return torch.where(layers_before(styles, crossover), styles, styles.roll(1, 0))
 
     def extra_repr(self) -> str:
         return f"prob={self.prob:g}"
+
+
+def layers_before(styles: Tensor, cut: int) -> Tensor:
+    """[1, L, 1] mask of per-layer styles [B, L, S]: True for the layers before `cut` (the
+    coarse ones, nearest the constant input), to pick per layer with torch.where."""
+    return torch.arange(styles.shape[1], device=styles.device)[None, :, None] < cut
 
 
 def _float(x: Tensor) -> Tensor:

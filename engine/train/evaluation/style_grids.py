@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from engine.blocks.style import Truncation
+from engine.blocks.style import Truncation, layers_before
 from engine.train.evaluation.sampling import generate, generator_for, save_grid
 
 PSIS = (1.0, 0.8, 0.6, 0.4, 0.2, 0.0)  # truncation levels, left to right
@@ -59,8 +59,8 @@ def mixing_grid(procedure, model: nn.Module, block: Truncation, k: int,
     rows, columns = procedure.latent(k, generator), procedure.latent(k, generator)
     row_images, row_styles = _with_styles(procedure, model, block, rows)
     column_images, column_styles = _with_styles(procedure, model, block, columns)
-    coarse = torch.arange(row_styles.shape[1], device=row_styles.device)[None, :, None] < COARSE
-    mixed = torch.where(coarse, row_styles.repeat_interleave(k, 0), column_styles.repeat(k, 1, 1))
+    mixed = torch.where(layers_before(row_styles, COARSE), row_styles.repeat_interleave(k, 0),
+                        column_styles.repeat(k, 1, 1))
     cells = _from_styles(procedure, model, block, mixed, rows.repeat_interleave(k, 0))
     blank = torch.full_like(row_images[:1], 0.5)  # the corner: grey, as the grid lines
     grid = [blank, column_images]
