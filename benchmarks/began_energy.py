@@ -29,6 +29,7 @@ def class_energies(run: Path, checkpoint: str) -> list[dict]:
     from engine.train.checkpoint import load_checkpoint, trained_weights
     from engine.train.data.datasets import build_dataset
     from engine.train.loader import eval_batches
+    from engine.train.losses.gan import l1_energy
     from engine.train.recipe import load_recipe
 
     recipe = load_recipe(str(run / "recipe.yaml"), [])  # as trained, its overrides merged in
@@ -37,19 +38,19 @@ def class_energies(run: Path, checkpoint: str) -> list[dict]:
     model.eval()
     data = recipe["data"]
     dataset = build_dataset(data["dataset"], None, "test", recipe.get("seed", 0), None, data.get("args"))
+    signed = recipe["options"].get("pixels", "signed") == "signed"
     energies, inks, labels = [], [], []
     with torch.no_grad():
         for images, y in eval_batches(dataset, 500):
-            signed = images * 2 - 1  # the gan procedure's default `pixels: signed`
-            recon = model.discriminator(signed)["recon"]
-            energies.append((recon - signed).abs().flatten(1).mean(1))
+            real = images * 2 - 1 if signed else images  # as the gan procedure feeds D
+            energies.append(l1_energy(model.discriminator(real)["recon"], real))
             inks.append(images.flatten(1).mean(1))
             labels.append(y)
     energy, ink, label = torch.cat(energies), torch.cat(inks), torch.cat(labels)
     mean = energy.mean().item()
-    return [{"class": c, "energy": energy[label == c].mean().item(),
-             "ratio": energy[label == c].mean().item() / mean, "ink": ink[label == c].mean().item(),
-             "count": int((label == c).sum())} for c in range(10)]
+    by_class = [energy[label == c].mean().item() for c in range(10)]
+    return [{"class": c, "energy": by_class[c], "ratio": by_class[c] / mean,
+             "ink": ink[label == c].mean().item(), "count": int((label == c).sum())} for c in range(10)]
 
 
 def render(rows: list[dict], run: Path, checkpoint: str) -> str:
