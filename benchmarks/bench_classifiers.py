@@ -10,8 +10,13 @@ Both models hold the same weights (torchvision's state_dict loaded into the engi
 fair way: one thread by default (--threads), process CPU time (time.process_time, which other
 jobs on a shared machine do not inflate) for the ratios with wall time printed beside it, warm-up
 calls first, then rounds that alternate which model runs first.
+--control also times a second torchvision copy with the same weights in every inference round:
+its ratio (tv/tv) is what a model identical to the reference measures as, the noise of the
+figure on this machine. A cell below 1.00 is "within noise" where its median is no lower than
+the worst tv/tv round, "below" otherwise.
 Goals: inference >= 1.00, training >= 0.99, build >= 0.98.
 Usage: python benchmarks/bench_classifiers.py [--models resnet50 vit_b16] [--rounds 7] [--threads 1]
+       [--control]
 """
 
 from __future__ import annotations
@@ -41,15 +46,30 @@ class Result:
     cpu_eng: float
     wall_ref: float
     wall_eng: float
+    control: list[float] | None = None  # reference / identical copy, per round: the noise band
 
     @property
     def ratio(self) -> float:
         return statistics.median(self.ratios)
 
     def text(self) -> str:
-        return (f"{self.ratio:.3f} [{min(self.ratios):.3f}-{max(self.ratios):.3f}]  cpu ms: tv "
-                f"{self.cpu_ref * 1e3:8.1f} eng {self.cpu_eng * 1e3:8.1f}  wall ms: tv "
-                f"{self.wall_ref * 1e3:8.1f} eng {self.wall_eng * 1e3:8.1f}")
+        control = f"  tv/tv {spread(self.control)}" if self.control else ""
+        return (f"{spread(self.ratios)}  cpu ms: tv {self.cpu_ref * 1e3:8.1f} eng "
+                f"{self.cpu_eng * 1e3:8.1f}  wall ms: tv {self.wall_ref * 1e3:8.1f} eng "
+                f"{self.wall_eng * 1e3:8.1f}{control}")
+
+    def verdict(self, goal: float) -> str:
+        """ok at or above the goal; within noise where an identical copy measured as low."""
+        if self.ratio >= goal:
+            return "ok"
+        if self.control and self.ratio >= min(self.control):
+            return "within noise"
+        return "below"
+
+
+def spread(ratios: list[float]) -> str:
+    """'median [min-max]' of per-round ratios."""
+    return f"{statistics.median(ratios):.3f} [{min(ratios):.3f}-{max(ratios):.3f}]"
 
 
 def timed(fn, calls: int) -> tuple[float, float]:
@@ -60,21 +80,30 @@ def timed(fn, calls: int) -> tuple[float, float]:
     return (time.process_time() - cpu) / calls, (time.perf_counter() - wall) / calls
 
 
-def interleaved(ref, eng, rounds: int, warmup: int, calls: int = 1) -> Result:
-    """Rounds of `calls` calls of each, the first side alternating; ratio = ref / eng CPU time."""
+def interleaved(ref, eng, rounds: int, warmup: int, calls: int = 1, control=None) -> Result:
+    """Rounds of `calls` calls of each side, the order rotating; ratio = ref / eng CPU time.
+
+    With `control` (a second copy of the reference), each round times it too and the result
+    carries the reference / control ratios: what an identical model measures as, the noise band.
+    """
+    sides = {"ref": ref, "eng": eng, **({"ctl": control} if control else {})}
     for _ in range(warmup):
-        ref(), eng()
-    times: dict[str, list[tuple[float, float]]] = {"ref": [], "eng": []}
-    ratios = []
+        for fn in sides.values():
+            fn()
+    times: dict[str, list[tuple[float, float]]] = {side: [] for side in sides}
+    names = list(sides)
     for r in range(rounds):
-        order = [("ref", ref), ("eng", eng)] if r % 2 == 0 else [("eng", eng), ("ref", ref)]
-        got = {side: timed(fn, calls) for side, fn in order}
-        times["ref"].append(got["ref"]), times["eng"].append(got["eng"])
-        ratios.append(got["ref"][0] / got["eng"][0])
+        order = names[r % len(names):] + names[:r % len(names)]  # each side leads in turn
+        for side in (order if r // len(names) % 2 == 0 else order[::-1]):
+            times[side].append(timed(sides[side], calls))
 
     def median(side: str, i: int) -> float:
         return statistics.median(t[i] for t in times[side])
-    return Result(ratios, median("ref", 0), median("eng", 0), median("ref", 1), median("eng", 1))
+
+    def ratios(side: str) -> list[float]:
+        return [ref[0] / other[0] for ref, other in zip(times["ref"], times[side])]
+    return Result(ratios("eng"), median("ref", 0), median("eng", 0), median("ref", 1), median("eng", 1),
+                  ratios("ctl") if control else None)
 
 
 def models(name: str, train: bool) -> tuple[torch.nn.Module, torch.nn.Module]:
@@ -85,18 +114,23 @@ def models(name: str, train: bool) -> tuple[torch.nn.Module, torch.nn.Module]:
     return ref, model
 
 
-def inference(name: str, batch: int, channels_last: bool, rounds: int) -> Result:
+def inference(name: str, batch: int, channels_last: bool, rounds: int, control: bool) -> Result:
     ref, model = models(name, train=False)
+    twin = MODELS[name]().eval() if control else None  # torchvision against itself: the noise
+    if twin is not None:
+        twin.load_state_dict(ref.state_dict())
     x = torch.randn(batch, 3, 224, 224)
     if channels_last:
         ref, model = ref.to(memory_format=torch.channels_last), model.to(memory_format=torch.channels_last)
+        twin = twin.to(memory_format=torch.channels_last) if twin is not None else None
         x = x.contiguous(memory_format=torch.channels_last)
 
     def run(m):
         with torch.no_grad():
             m(x)
     calls = 3 if batch == 1 else 1  # batch 16 is long enough in one call: keeps rounds short
-    return interleaved(lambda: run(ref), lambda: run(model), rounds, warmup=2, calls=calls)
+    return interleaved(lambda: run(ref), lambda: run(model), rounds, warmup=2, calls=calls,
+                       control=(lambda: run(twin)) if twin is not None else None)
 
 
 def training(name: str, batch: int, rounds: int) -> Result:
@@ -115,7 +149,8 @@ def build_time(name: str, rounds: int) -> Result:
 
 def bench(name: str, args) -> dict[str, Result]:
     """Every measurement of one model, printed as it completes."""
-    cells = [(f"inference b{b}{' cl' if cl else ''}", lambda b=b, cl=cl: inference(name, b, cl, args.rounds))
+    cells = [(f"inference b{b}{' cl' if cl else ''}",
+              lambda b=b, cl=cl: inference(name, b, cl, args.rounds, args.control))
              for b in (1, 16) for cl in ((False, True) if name in CONV_NETS else (False,))]
     cells.append((f"training b{args.batch}", lambda: training(name, args.batch, args.rounds)))
     if args.build:
@@ -133,18 +168,18 @@ def table(results: dict[str, dict[str, Result]]) -> None:
     print("\n| inference | batch 1 | batch 1, channels_last | batch 16 | batch 16, channels_last |")
     print("| --- | --- | --- | --- | --- |")
     for name, cells in results.items():
-        row = [f"{cells[c].ratio:.3f} [{min(cells[c].ratios):.3f}-{max(cells[c].ratios):.3f}]"
+        row = [spread(cells[c].ratios) + (f" (tv/tv {spread(cells[c].control)})" if cells[c].control else "")
                if c in cells else "–" for c in columns]
         print(f"| {name} | " + " | ".join(row) + " |")
     print()
     for name, cells in results.items():
-        worst = min(r.ratio for label, r in cells.items() if label.startswith("inference"))
-        verdicts = [f"inference min {worst:.3f} ({'ok' if worst >= GOALS['inference'] else 'below'})"]
+        label, worst = min(((label, r) for label, r in cells.items() if label.startswith("inference")),
+                           key=lambda item: item[1].ratio)
+        verdicts = [f"inference min {worst.ratio:.3f} at {label[10:]} ({worst.verdict(GOALS['inference'])})"]
         for kind in ("training", "build"):
             found = [r for label, r in cells.items() if label.startswith(kind)]
             if found:
-                ok = "ok" if found[0].ratio >= GOALS[kind] else "below"
-                verdicts.append(f"{kind} {found[0].ratio:.3f} ({ok})")
+                verdicts.append(f"{kind} {found[0].ratio:.3f} ({found[0].verdict(GOALS[kind])})")
         print(f"{name:<13} " + ", ".join(verdicts))
 
 
@@ -155,6 +190,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: the fair default)")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--no-build", dest="build", action="store_false", help="skip build times")
+    parser.add_argument("--control", action="store_true",
+                        help="also time a second torchvision copy in every inference round: the "
+                             "ratio an identical model gets (tv/tv) is the measurement's noise")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
