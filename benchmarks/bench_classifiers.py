@@ -10,10 +10,10 @@ Both models hold the same weights (torchvision's state_dict loaded into the engi
 fair way: one thread by default (--threads), process CPU time (time.process_time, which other
 jobs on a shared machine do not inflate) for the ratios with wall time printed beside it, warm-up
 calls first, then rounds that alternate which model runs first.
---control also times a second torchvision copy with the same weights in every inference round:
-its ratio (tv/tv) is what a model identical to the reference measures as, the noise of the
-figure on this machine. A cell below 1.00 is "within noise" where its median is no lower than
-the worst tv/tv round, "below" otherwise.
+--control also times a second torchvision copy with the same weights in every inference and
+training round: its ratio (tv/tv) is what a model identical to the reference measures as, the
+noise of the figure on this machine. A cell below its goal is "within noise" where its median
+is no lower than the worst tv/tv round, "below" otherwise.
 Goals: inference >= 1.00, training >= 0.99, build >= 0.98.
 Usage: python benchmarks/bench_classifiers.py [--models resnet50 vit_b16] [--rounds 7] [--threads 1]
        [--control]
@@ -114,11 +114,18 @@ def models(name: str, train: bool) -> tuple[torch.nn.Module, torch.nn.Module]:
     return ref, model
 
 
+def twin_of(name: str, ref: torch.nn.Module, control: bool) -> torch.nn.Module | None:
+    """With `control`, a second torchvision copy with ref's weights and mode: the noise band."""
+    if not control:
+        return None
+    twin = MODELS[name]().train(ref.training)
+    twin.load_state_dict(ref.state_dict())
+    return twin
+
+
 def inference(name: str, batch: int, channels_last: bool, rounds: int, control: bool) -> Result:
     ref, model = models(name, train=False)
-    twin = MODELS[name]().eval() if control else None  # torchvision against itself: the noise
-    if twin is not None:
-        twin.load_state_dict(ref.state_dict())
+    twin = twin_of(name, ref, control)
     x = torch.randn(batch, 3, 224, 224)
     if channels_last:
         ref, model = ref.to(memory_format=torch.channels_last), model.to(memory_format=torch.channels_last)
@@ -133,14 +140,16 @@ def inference(name: str, batch: int, channels_last: bool, rounds: int, control: 
                        control=(lambda: run(twin)) if twin is not None else None)
 
 
-def training(name: str, batch: int, rounds: int) -> Result:
+def training(name: str, batch: int, rounds: int, control: bool) -> Result:
     ref, model = models(name, train=True)
+    twin = twin_of(name, ref, control)
     x = torch.randn(batch, 3, 224, 224)
 
     def step(m):
         m.zero_grad(set_to_none=True)
         m(x).sum().backward()
-    return interleaved(lambda: step(ref), lambda: step(model), rounds, warmup=2)
+    return interleaved(lambda: step(ref), lambda: step(model), rounds, warmup=2,
+                       control=(lambda: step(twin)) if twin is not None else None)
 
 
 def build_time(name: str, rounds: int) -> Result:
@@ -152,7 +161,7 @@ def bench(name: str, args) -> dict[str, Result]:
     cells = [(f"inference b{b}{' cl' if cl else ''}",
               lambda b=b, cl=cl: inference(name, b, cl, args.rounds, args.control))
              for b in (1, 16) for cl in ((False, True) if name in CONV_NETS else (False,))]
-    cells.append((f"training b{args.batch}", lambda: training(name, args.batch, args.rounds)))
+    cells.append((f"training b{args.batch}", lambda: training(name, args.batch, args.rounds, args.control)))
     if args.build:
         cells.append(("build", lambda: build_time(name, args.rounds)))
     results = {}
@@ -191,7 +200,7 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--no-build", dest="build", action="store_false", help="skip build times")
     parser.add_argument("--control", action="store_true",
-                        help="also time a second torchvision copy in every inference round: the "
+                        help="also time a second torchvision copy in every inference and training round: the "
                              "ratio an identical model gets (tv/tv) is the measurement's noise")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
