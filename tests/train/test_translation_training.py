@@ -194,6 +194,9 @@ def test_cyclegan_class_kept_reports_both_ways_with_floor_and_ceiling(tmp_path, 
     assert values["class_kept_ab_ceiling"] == pytest.approx(threes_b)
     assert values["class_kept_ba"] == values["class_kept_ba_floor"] == pytest.approx(threes_b)
     assert values["class_kept_ba_ceiling"] == pytest.approx(threes_a)
+    # every digit but 3 is lost to 3: the two most numerous are named first
+    counts = sorted((-int((run.procedure.stack(domain_a)[1] == d).sum()), d) for d in range(10) if d != 3)
+    assert values["class_kept_ab_lost"] == "; ".join(f"{d}: 0% kept (100% read as 3)" for _, d in counts[:2])
     # each figure names the judge that made it (a retrained judge makes other figures)
     assert (values["judge_ab"], values["judge_ba"]) == ("threes-usps@sha256:0", "threes-mnist@sha256:0")
     # each judge sees images at its own size: USPS 16x16, MNIST 28x28
@@ -212,3 +215,13 @@ def test_image_pool_mixes_old_and_new_fakes():
     old = (shown != 9).float().mean()
     assert 0.0 < float(old) < 0.1  # only the 4 first images can come back, each once
     assert ImagePool(0).query(new) is new
+
+
+def test_lost_classes_names_the_digits_that_lose_most_and_what_they_become():
+    from engine.train.procedures.cyclegan import lost_classes
+    labels = torch.tensor([7, 7, 7, 7, 1, 1, 1, 1, 1, 1, 2])
+    read = torch.tensor([7, 9, 9, 7, 1, 4, 4, 4, 1, 1, 2])
+    # 1s lose 3 of 6 (to 4), 7s 2 of 4 (to 9), 2s none
+    assert lost_classes(read, labels) == "1: 50% kept (50% read as 4); 7: 50% kept (50% read as 9)"
+    assert lost_classes(read, labels, count=1) == "1: 50% kept (50% read as 4)"
+    assert lost_classes(labels, labels) == "none"

@@ -60,11 +60,30 @@ class ImagePool:
         return torch.stack(out)
 
 
+def readings(judge, side: int, images: Tensor) -> Tensor:
+    """The digit `judge` reads in each of images [N, C, S, S] in [0, 1], resized to its side."""
+    from engine.train.data.unpaired import resize
+    return judge.judge(torch.stack([resize(x, side) for x in images])).predicted
+
+
 def class_kept(judge, side: int, images: Tensor, labels: Tensor) -> float:
     """How often `judge` reads images [N, C, S, S] in [0, 1], resized to its side, as `labels`."""
-    from engine.train.data.unpaired import resize
-    resized = torch.stack([resize(x, side) for x in images])
-    return float((judge.judge(resized).predicted == labels).float().mean())
+    return float((readings(judge, side, images) == labels).float().mean())
+
+
+def lost_classes(read: Tensor, labels: Tensor, count: int = 2) -> str:
+    """The `count` digits that lose their class most often (by images lost), each with the share
+    kept and the digit read most often instead: '7: 35% kept (45% read as 9); ...'."""
+    parts = []
+    for digit in labels.unique().tolist():
+        got = read[labels == digit]
+        wrong = got[got != digit]
+        if len(wrong):
+            instead = int(wrong.mode().values)
+            parts.append((len(wrong), f"{digit}: {1 - len(wrong) / len(got):.0%} kept "
+                                       f"({float((got == instead).float().mean()):.0%} read as {instead})"))
+    parts.sort(key=lambda part: -part[0])
+    return "; ".join(text for _, text in parts[:count]) or "none"
 
 
 def lsgan(logits: Tensor, real: bool) -> Tensor:
@@ -196,12 +215,15 @@ class CycleGAN(Generative):
                 ("ba", b, label_b, args["a"], a, label_a, "gen_ba")):
             judge = run.digit_judge(target, root)
             side = dataset_info(target, root).size  # the judge's own image size
-            out[f"class_kept_{key}"] = class_kept(judge, side, self.translate(source, gen), labels)
+            read = readings(judge, side, self.translate(source, gen))
+            out[f"class_kept_{key}"] = float((read == labels).float().mean())
+            out[f"class_kept_{key}_lost"] = lost_classes(read, labels)
             out[f"class_kept_{key}_ceiling"] = class_kept(judge, side, real, real_labels)
             out[f"class_kept_{key}_floor"] = class_kept(judge, side, source, labels)
             out[f"judge_{key}"] = judge.identity
         notes = [f"class_kept_ab: {args['b']}'s judge reads G(a) as a's digit ({len(a)} {args['a']} "
                  f"{split} images); class_kept_ba: {args['a']}'s judge on F(b) ({len(b)} images); "
                  "_ceiling: the judge on real target-domain images; _floor: on the untranslated "
-                 "source images, resized"]
+                 "source images, resized; _lost: the two digits whose translations lose the class "
+                 "most often, and what they are read as instead"]
         return out, notes
