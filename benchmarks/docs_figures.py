@@ -103,6 +103,11 @@ def both(a: str, b: str, digits: int = 3) -> Cell:
     return lambda row: f"{number(a, digits)(row)} / {number(b, digits)(row)}"
 
 
+def text(key: str) -> Cell:
+    """An eval figure that is a sentence (e.g. the digits a translation loses); empty where absent."""
+    return lambda row: _eval(row, key) or ""
+
+
 def judges(*keys: str) -> Cell:
     return lambda row: " / ".join(judge(row, key) for key in keys)
 
@@ -201,14 +206,17 @@ TABLES = (
           (("CycleGAN (ngf 16, 4 residual blocks), identity loss 0.5", "cyclegan_mnist_usps"),
            ("probe: no identity loss, 4 epochs", "probes/cyc_id0/cyclegan_mnist_usps"),
            ("probe: no identity loss, 6 epochs", "probes/cyc_id0_6ep/cyclegan_mnist_usps"),
-           ("probe: identity loss 2.0, 2 epochs", "probes/cyc_id2/cyclegan_mnist_usps")),
+           ("probe: identity loss 2.0, 2 epochs", "probes/cyc_id2/cyclegan_mnist_usps"),
+           ("probe: 16x16 patches (d_layers 1), 8 epochs", "probes/cyc_d1/cyclegan_mnist_usps")),
           (("model", lambda r: r["label"]), ("recipe", code("recipe")), ("trained", trained),
            ("MNIST -> USPS: class kept", percent("class_kept_ab", bold=True)),
            ("floor: untranslated", percent("class_kept_ab_floor")),
            ("ceiling: real USPS", percent("class_kept_ab_ceiling")),
+           ("MNIST -> USPS: digits lost most", text("class_kept_ab_lost")),
            ("USPS -> MNIST: class kept", percent("class_kept_ba", bold=True)),
            ("floor: untranslated", percent("class_kept_ba_floor")),
            ("ceiling: real MNIST", percent("class_kept_ba_ceiling")),
+           ("USPS -> MNIST: digits lost most", text("class_kept_ba_lost")),
            ("cycle L1 (A->B->A / B->A->B)", both("cycle_aba", "cycle_bab")),
            ("judges (USPS / MNIST)", judges("judge_ab", "judge_ba")), ("run", code("run")))),
     Table("translation_lstm", "sequence.md",
