@@ -197,6 +197,9 @@ def test_cyclegan_class_kept_reports_both_ways_with_floor_and_ceiling(tmp_path, 
     # every digit but 3 is lost to 3: the two most numerous are named first
     counts = sorted((-int((run.procedure.stack(domain_a)[1] == d).sum()), d) for d in range(10) if d != 3)
     assert values["class_kept_ab_lost"] == "; ".join(f"{d}: 0% kept (100% read as 3)" for _, d in counts[:2])
+    digits = run.procedure.stack(domain_a)[1].unique().tolist()
+    each = ", ".join(f"{d}: {100 if d == 3 else 0}%" for d in digits)
+    assert values["class_kept_ab_by_digit"] == values["class_kept_ab_floor_by_digit"] == each
     # each figure names the judge that made it (a retrained judge makes other figures)
     assert (values["judge_ab"], values["judge_ba"]) == ("threes-usps@sha256:0", "threes-mnist@sha256:0")
     # each judge sees images at its own size: USPS 16x16, MNIST 28x28
@@ -218,10 +221,11 @@ def test_image_pool_mixes_old_and_new_fakes():
 
 
 def test_lost_classes_names_the_digits_that_lose_most_and_what_they_become():
-    from engine.train.procedures.cyclegan import lost_classes
+    from engine.train.procedures.cyclegan import by_digit, lost_classes
     labels = torch.tensor([7, 7, 7, 7, 1, 1, 1, 1, 1, 1, 2])
     read = torch.tensor([7, 9, 9, 7, 1, 4, 4, 4, 1, 1, 2])
     # 1s lose 3 of 6 (to 4), 7s 2 of 4 (to 9), 2s none
     assert lost_classes(read, labels) == "1: 50% kept (50% read as 4); 7: 50% kept (50% read as 9)"
     assert lost_classes(read, labels, count=1) == "1: 50% kept (50% read as 4)"
     assert lost_classes(labels, labels) == "none"
+    assert by_digit(read, labels) == "1: 50%, 2: 100%, 7: 50%"

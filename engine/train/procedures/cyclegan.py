@@ -66,9 +66,14 @@ def readings(judge, side: int, images: Tensor) -> Tensor:
     return judge.judge(torch.stack([resize(x, side) for x in images])).predicted
 
 
-def class_kept(judge, side: int, images: Tensor, labels: Tensor) -> float:
-    """How often `judge` reads images [N, C, S, S] in [0, 1], resized to its side, as `labels`."""
-    return float((readings(judge, side, images) == labels).float().mean())
+def kept(read: Tensor, labels: Tensor | int) -> float:
+    """The share of readings equal to their labels (or to one digit)."""
+    return float((read == labels).float().mean())
+
+
+def by_digit(read: Tensor, labels: Tensor) -> str:
+    """The share kept of each digit: '0: 96%, 1: 71%, ...'."""
+    return ", ".join(f"{d}: {kept(read[labels == d], d):.0%}" for d in labels.unique().tolist())
 
 
 def lost_classes(read: Tensor, labels: Tensor, count: int = 2) -> str:
@@ -80,8 +85,8 @@ def lost_classes(read: Tensor, labels: Tensor, count: int = 2) -> str:
         wrong = got[got != digit]
         if len(wrong):
             instead = int(wrong.mode().values)
-            parts.append((len(wrong), f"{digit}: {1 - len(wrong) / len(got):.0%} kept "
-                                       f"({float((got == instead).float().mean()):.0%} read as {instead})"))
+            parts.append((len(wrong), f"{digit}: {kept(got, digit):.0%} kept "
+                                       f"({kept(got, instead):.0%} read as {instead})"))
     parts.sort(key=lambda part: -part[0])
     return "; ".join(text for _, text in parts[:count]) or "none"
 
@@ -216,14 +221,18 @@ class CycleGAN(Generative):
             judge = run.digit_judge(target, root)
             side = dataset_info(target, root).size  # the judge's own image size
             read = readings(judge, side, self.translate(source, gen))
-            out[f"class_kept_{key}"] = float((read == labels).float().mean())
+            floor = readings(judge, side, source)
+            out[f"class_kept_{key}"] = kept(read, labels)
             out[f"class_kept_{key}_lost"] = lost_classes(read, labels)
-            out[f"class_kept_{key}_ceiling"] = class_kept(judge, side, real, real_labels)
-            out[f"class_kept_{key}_floor"] = class_kept(judge, side, source, labels)
+            out[f"class_kept_{key}_ceiling"] = kept(readings(judge, side, real), real_labels)
+            out[f"class_kept_{key}_floor"] = kept(floor, labels)
+            out[f"class_kept_{key}_by_digit"] = by_digit(read, labels)
+            out[f"class_kept_{key}_floor_by_digit"] = by_digit(floor, labels)
             out[f"judge_{key}"] = judge.identity
         notes = [f"class_kept_ab: {args['b']}'s judge reads G(a) as a's digit ({len(a)} {args['a']} "
                  f"{split} images); class_kept_ba: {args['a']}'s judge on F(b) ({len(b)} images); "
                  "_ceiling: the judge on real target-domain images; _floor: on the untranslated "
                  "source images, resized; _lost: the two digits whose translations lose the class "
-                 "most often, and what they are read as instead"]
+                 "most often, and what they are read as instead; _by_digit: the share kept of each "
+                 "digit, translated and untranslated (_floor_by_digit)"]
         return out, notes
