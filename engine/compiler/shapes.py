@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import threading
 
 import torch
 from torch import nn
@@ -299,28 +300,40 @@ def by_rule(info: BlockInfo, args: dict, inputs: list[TensorInfo]
 _INIT_SCHEMES = tuple(name for name in dir(nn.init)
                       if name.endswith("_") and not name.startswith("_")
                       and callable(getattr(nn.init, name)))
+_SKIPPING = threading.local()  # per thread: how many skip_init blocks are open
 
 
-def _leave(tensor, *args, **kwargs):
-    return tensor
+def _skippable(scheme):
+    """`scheme`, left out (the tensor returned untouched) in a thread inside skip_init."""
+    @functools.wraps(scheme)
+    def wrapper(tensor, *args, **kwargs):
+        if getattr(_SKIPPING, "depth", 0):
+            return tensor
+        return scheme(tensor, *args, **kwargs)
+    return wrapper
+
+
+# Wrapped once, here, rather than swapped in and out by skip_init: a swap is global, so while one
+# thread (the viewer's server, a user's pool) analysed a spec, another thread's build ran without
+# its initialisation, and two overlapping swaps could leave the no-op in place for good.
+for _name in _INIT_SCHEMES:
+    setattr(nn.init, _name, _skippable(getattr(nn.init, _name)))
 
 
 @contextlib.contextmanager
 def skip_init():
-    """Within: `nn.init.kaiming_uniform_(w)` and the other schemes return `w` untouched.
+    """Within, in this thread: `nn.init.kaiming_uniform_(w)` and the other schemes return `w`
+    untouched; other threads initialise as usual.
 
     Only for modules on the meta device, whose values do not exist: build.py materialises them
     with `to_empty` and calls every `reset_parameters` (compiler/init.py), which reads the real
     schemes again. Meta tensors draw no random numbers, so the built weights stay the same.
     """
-    saved = {name: getattr(nn.init, name) for name in _INIT_SCHEMES}
-    for name in _INIT_SCHEMES:
-        setattr(nn.init, name, _leave)
+    _SKIPPING.depth = getattr(_SKIPPING, "depth", 0) + 1
     try:
         yield
     finally:
-        for name, scheme in saved.items():
-            setattr(nn.init, name, scheme)
+        _SKIPPING.depth -= 1
 
 
 # Queries of a tensor's metadata: FlopCounterMode leaves them to PyTorch's default handling.

@@ -108,3 +108,36 @@ def test_a_constructor_error_is_reported_at_every_node_that_has_it(tmp_path):
         engine.analyze(path)
     assert sorted(d.path for d in err.value.diagnostics) == ["a", "b"]
     assert all("cannot construct 'conv'" in d.message for d in err.value.diagnostics)
+
+
+def test_skip_init_leaves_other_threads_initialising_and_survives_overlapping_threads():
+    """skip_init is per thread: while one thread analyses (the viewer's server does, per
+    request), another thread's weights are still initialised, and overlapping blocks in many
+    threads leave every scheme working afterwards (a global swap once left the no-op in place,
+    and later builds kept uninitialised memory)."""
+    import threading
+    inside, release = threading.Event(), threading.Event()
+
+    def analyse_and_wait():
+        with shapes.skip_init():
+            inside.set()
+            release.wait(10)
+
+    worker = threading.Thread(target=analyse_and_wait)
+    worker.start()
+    assert inside.wait(10)
+    weight = torch.zeros(3, 3)
+    nn.init.kaiming_uniform_(weight)  # this thread is not inside skip_init
+    release.set()
+    worker.join()
+    assert weight.any()
+
+    threads = [threading.Thread(target=lambda: [engine.analyze("densenet121") for _ in range(3)])
+               for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    weight = torch.zeros(3, 3)
+    nn.init.kaiming_uniform_(weight)
+    assert weight.any()
